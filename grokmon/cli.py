@@ -1,0 +1,183 @@
+"""The `grokmon` command: argparse verbs that wire config, engine and sinks together.
+
+User mistakes (GrokmonError) become one line on stderr and exit status 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from grokmon import __version__
+from grokmon.config import (
+    Config, apply_overrides, config_from_json, load_config, profile_description, shipped_profiles,
+)
+from grokmon.errors import ConfigError, GrokmonError
+
+EXIT_USAGE = 2
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+RESUMABLE_SECTIONS = ("train", "metrics", "run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grokmon", description="Train grokking transformers on modular arithmetic and watch them generalise.")
+    parser.add_argument("--version", action="version", version=f"grokmon {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    run = sub.add_parser("run", help="train a profile (headless when stdout is not a terminal)",
+                         description="Train a profile. PROFILE is a shipped profile's name or a .toml path.")
+    run.add_argument("profile", nargs="?", default=None, metavar="PROFILE",
+                     help="profile name or path (default: default)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a profile value; repeatable (e.g. --set optim.weight_decay=2)")
+    run.add_argument("--headless", action="store_true", help="no UI: progress on stderr, files in the run directory")
+    run.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: runs/<profile>-<timestamp>/)")
+    run.add_argument("--steps", type=int, metavar="N", help="total optimiser steps (train.max_steps)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    run.set_defaults(func=cmd_run)
+
+    profiles = sub.add_parser("profiles", help="list the shipped profiles, one line each")
+    profiles.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GrokmonError as e:
+        print(f"grokmon: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------------------------
+# profiles
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    shipped = shipped_profiles()
+    width = max((len(n) for n in shipped), default=0)
+    for name, path in shipped.items():
+        print(f"{name:<{width}}  {profile_description(path)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 0:
+        raise ConfigError(f"expected an integer >= 0, got {args.steps}", source="--steps")
+    if args.resume is not None:
+        if args.profile is not None:
+            raise ConfigError("give either a PROFILE or --resume RUN_DIR, not both", source="--resume")
+        if args.out is not None:
+            raise ConfigError("a resumed run writes to its own directory; drop --out", source="--out")
+        return _resume(args)
+    cfg = load_config(args.profile or "default", args.overrides)
+    if args.steps is not None:
+        cfg = cfg.replace("train", max_steps=args.steps)
+    run_dir = args.out if args.out is not None else _default_run_dir(cfg)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError("exists and is not an empty directory; choose another --out, "
+                          "or continue it with --resume", source=str(run_dir))
+    return _train(cfg, run_dir, resume_state=None, headless=args.headless)
+
+
+def _default_run_dir(cfg: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.run.runs_dir) / f"{cfg.run.name or cfg.profile}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from grokmon.sinks.rundir import checkpoints, is_run_dir, load_checkpoint
+
+    run_dir: Path = args.resume
+    if not is_run_dir(run_dir):
+        raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
+    cfg = config_from_json(run_dir / "config.json")
+    for item in args.overrides:
+        section = item.split("=", 1)[0].split(".", 1)[0].strip()
+        if section not in RESUMABLE_SECTIONS:
+            raise ConfigError(f"a resumed run can only change {', '.join(RESUMABLE_SECTIONS)} values",
+                              source="--set", key=item.split("=", 1)[0])
+    cfg = apply_overrides(cfg, args.overrides)
+    if args.steps is not None:
+        cfg = cfg.replace("train", max_steps=args.steps)
+    found = checkpoints(run_dir)
+    if not found:
+        raise ConfigError("has no checkpoint to resume from (checkpoints/step_*.pt)", source=str(run_dir))
+    step, path = max(found.items())
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "optimizer" not in state:
+        raise ConfigError("not a full grokmon training state", source=str(path))
+    if step >= cfg.train.max_steps:
+        print(f"grokmon: {run_dir} is already at step {step} >= max_steps {cfg.train.max_steps}; "
+              "pass --steps N to train further", file=sys.stderr)
+    return _train(cfg, run_dir, resume_state=state, headless=args.headless)
+
+
+def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, headless: bool) -> int:
+    # Heavy imports here so `grokmon profiles` and argument errors stay instant.
+    from grokmon.engine import Engine
+    from grokmon.events import Command
+    from grokmon.sinks.console import ConsoleProgress
+    from grokmon.sinks.rundir import RunDir
+
+    del headless  # the live TUI arrives with its own issue; until then every run is headless
+    resume_step = int(resume_state["step"]) if resume_state is not None else None
+    commands: queue.Queue[Command] = queue.Queue()
+    engine = Engine(cfg, commands=commands, resume_state=resume_state)  # may raise before any file exists
+    run = RunDir(run_dir, resume_step=resume_step, eval_every=cfg.train.eval_every)
+    console = ConsoleProgress(cfg.train.max_steps)
+    engine.sinks = [run, console]
+    engine.checkpointer = run
+
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if received:  # a second signal: stop waiting for the step to finish
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        received.append(signum)
+        commands.put(Command("stop", source=f"signal:{signal.Signals(signum).name}"))
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+    try:
+        result = engine.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        console.close()
+        run.close()
+
+    grok = f"t_grok {result.t_grok}" if result.t_grok is not None else "no grokking (val_acc < 0.95)"
+    print(f"grokmon: {result.status} at step {result.step}, {grok}; run directory {run_dir}", file=sys.stderr)
+    print(run_dir)
+    if result.status == "failed":
+        print(f"grokmon: error: training failed: {result.error} (traceback in {run_dir / 'error.log'})",
+              file=sys.stderr)
+        return 1
+    if result.status == "diverged":
+        print("grokmon: error: the loss became non-finite; the last good checkpoint is kept", file=sys.stderr)
+        return 1
+    if result.status == "interrupted" and received:
+        return SIGNAL_EXIT[signal.Signals(received[0])]
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The training loop: a config, sinks to emit events to, and a command queue applied between steps.
+
+Runs in the calling thread. No printing, no UI, no files: checkpoints go through the injected
+`Checkpointer`, everything else leaves as events.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from grokmon.config import Config
+from grokmon.data import Dataset, make_dataset
+from grokmon.events import (
+    Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted, Sink,
+)
+from grokmon.model import Transformer, loss_fn
+
+GROK_THRESHOLD = 0.95  # t_grok: first evaluation with val_acc >= this (SPEC section 5)
+STATE_VERSION = 1
+
+
+class Checkpointer(Protocol):
+    def save(self, step: int, state: dict[str, Any]) -> str:
+        """Persist a full training state; return where it went."""
+
+
+# Extra metrics computed at some evaluations (the Fourier metrics); gets the engine, returns plain values.
+MetricsHook = Callable[["Engine", int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # completed, stopped, interrupted, diverged, failed
+    step: int
+    t_grok: int | None
+    reason: str = ""
+    error: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
+    """AdamW on every parameter (Nanda decays all of them); fused where this torch has it."""
+    o = cfg.optim
+    kwargs: dict[str, Any] = dict(lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    if o.fused:
+        try:
+            return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass  # this device/torch has no fused kernel: the foreach one is next best
+    return torch.optim.AdamW(model.parameters(), **kwargs)
+
+
+class Engine:
+    """Trains one run. `commands` may be fed from any thread; events are emitted on this one."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        sinks: Sequence[Sink] = (),
+        *,
+        checkpointer: Checkpointer | None = None,
+        commands: "queue.Queue[Command] | None" = None,
+        resume_state: dict[str, Any] | None = None,
+        metrics_hook: MetricsHook | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sinks = list(sinks)
+        self.checkpointer = checkpointer
+        self.commands: queue.Queue[Command] = commands if commands is not None else queue.Queue()
+        self.metrics_hook = metrics_hook
+        self.device = resolve_device(cfg.train.device)
+        self.data: Dataset = make_dataset(cfg.task)
+        self.tokens = self.data.tokens.to(self.device)  # [n_pairs, 3]
+        self.labels = self.data.labels.to(self.device)  # [n_pairs]
+        self.train_idx = self.data.train_idx.to(self.device)
+        self.val_idx = self.data.val_idx.to(self.device)
+        self.train_tokens = self.tokens[self.train_idx]
+        self.train_labels = self.labels[self.train_idx]
+        self.model = Transformer(cfg.model, cfg.task.p).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.base_lr = cfg.optim.lr
+        self.batch_gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.step = 0
+        self.t_grok: int | None = None
+        self.last_eval_step = -1
+        self.last_checkpoint_step = -1
+        self.wall_offset = 0.0
+        self._t0 = time.perf_counter()
+        self._resumed = resume_state is not None
+        forward = self.model if cfg.train.fast else self.model.forward_plain
+        self._train_forward = torch.compile(forward) if cfg.train.compile else forward
+        if resume_state is not None:
+            self.load_state(resume_state)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_offset + time.perf_counter() - self._t0
+
+    @property
+    def weight_decay(self) -> float:
+        return float(self.optimizer.param_groups[0]["weight_decay"])
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: params, AdamW moments, step, schedule, RNG."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batch_gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "wall_s": self.wall_s,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {"base_lr": self.base_lr},
+            "rng": rng,
+            "t_grok": -1 if self.t_grok is None else self.t_grok,
+            "last_eval_step": self.last_eval_step,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.base_lr = float(state["schedule"]["base_lr"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.batch_gen.set_state(state["rng"]["batch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step = int(state["step"])
+        self.wall_offset = float(state["wall_s"])
+        self.t_grok = None if int(state["t_grok"]) < 0 else int(state["t_grok"])
+        self.last_eval_step = int(state["last_eval_step"])
+        self.last_checkpoint_step = self.step
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+    def run(self) -> RunResult:
+        """Train until max_steps, stop_after_grok, a stop command or a non-finite loss."""
+        self._t0 = time.perf_counter()
+        try:
+            self.emit(RunStarted(
+                step=self.step, wall_s=self.wall_s, config=self.cfg.to_dict(), device=str(self.device),
+                n_params=sum(p.numel() for p in self.model.parameters()),
+                n_train=len(self.train_idx), n_val=len(self.val_idx), resumed=self._resumed,
+                torch_version=torch.__version__,
+            ))
+            status, reason = self._loop()
+        except Exception as exc:  # the run directory must say what happened; the caller decides the rest
+            self.emit(Failed(step=self.step, wall_s=self.wall_s, error=f"{type(exc).__name__}: {exc}",
+                             traceback=traceback.format_exc()))
+            return RunResult("failed", self.step, self.t_grok, error=f"{type(exc).__name__}: {exc}")
+        self.emit(Finished(step=self.step, wall_s=self.wall_s, status=status, reason=reason))
+        return RunResult(status, self.step, self.t_grok, reason=reason)
+
+    def _loop(self) -> tuple[str, str]:
+        tr = self.cfg.train
+        check_every_step = self.device.type == "cpu"  # on a GPU each check is a sync point: check at evals
+        while True:
+            if self.step % tr.eval_every == 0 and self.step != self.last_eval_step:
+                if not self.evaluate():
+                    return "diverged", "non-finite loss"
+            stop = self._stop_step()
+            if self.step >= stop:
+                break
+            outcome = self._drain_commands()
+            if outcome is not None:
+                return outcome
+            loss = self.train_step()
+            if check_every_step and not math.isfinite(loss.item()):
+                self._nonfinite(f"train loss {loss.item()} at step {self.step}")
+                return "diverged", "non-finite loss"
+            if self.step % tr.checkpoint_every == 0:
+                self.checkpoint()
+        if self.step != self.last_eval_step and not self.evaluate():
+            return "diverged", "non-finite loss"
+        self.checkpoint()
+        return "completed", "grokked" if self.step < tr.max_steps else "max_steps"
+
+    def _stop_step(self) -> int:
+        tr = self.cfg.train
+        if tr.stop_after_grok >= 0 and self.t_grok is not None:
+            return min(tr.max_steps, self.t_grok + tr.stop_after_grok)
+        return tr.max_steps
+
+    def _drain_commands(self) -> tuple[str, str] | None:
+        """Apply every queued command; block here while paused. Returns a (status, reason) to stop."""
+        paused = False
+        while True:
+            try:
+                cmd = self.commands.get(timeout=0.25) if paused else self.commands.get_nowait()
+            except queue.Empty:
+                if paused:
+                    continue
+                return None
+            outcome = self.apply(cmd)
+            if outcome is not None:
+                return outcome
+            if cmd.kind == "pause":
+                paused = True
+            elif cmd.kind == "resume":
+                paused = False
+
+    def apply(self, cmd: Command) -> tuple[str, str] | None:
+        """Apply one command between steps and emit it as an Intervention."""
+        old: float | None = None
+        new: float | None = None
+        if cmd.kind == "set_weight_decay":
+            old, new = self.weight_decay, float(cmd.value)  # type: ignore[arg-type]
+            for group in self.optimizer.param_groups:
+                group["weight_decay"] = new  # read by the next optimizer.step()
+        elif cmd.kind == "set_lr":
+            old, new = self.base_lr, float(cmd.value)  # type: ignore[arg-type]
+            self.base_lr = new
+        name = {"set_weight_decay": "weight_decay", "set_lr": "lr"}.get(cmd.kind, cmd.kind)
+        self.emit(Intervention(step=self.step, wall_s=self.wall_s, name=name, old=old, new=new,
+                               source=cmd.source))
+        if cmd.kind == "checkpoint":
+            self.checkpoint()
+        if cmd.kind == "stop":
+            self.checkpoint()
+            status = "interrupted" if cmd.source.startswith("signal") else "stopped"
+            return status, cmd.source
+        return None
+
+    def scheduled_lr(self) -> float:
+        """The learning rate of the next step: base_lr with a linear warm-up over warmup_steps."""
+        warmup = self.cfg.optim.warmup_steps
+        return self.base_lr * (min(1.0, (self.step + 1) / warmup) if warmup > 0 else 1.0)
+
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step on the full train set or a seeded minibatch; returns the detached loss."""
+        lr = self.scheduled_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        bs = self.cfg.train.batch_size
+        if bs and bs < len(self.train_idx):
+            pick = torch.randint(len(self.train_idx), (bs,), generator=self.batch_gen).to(self.device)
+            tokens, labels = self.train_tokens[pick], self.train_labels[pick]
+        else:
+            tokens, labels = self.train_tokens, self.train_labels
+        loss = loss_fn(self._train_forward(tokens), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> bool:
+        """Full train and val evaluation (one forward over all pairs). False if a loss is non-finite."""
+        logits = self.model(self.tokens)  # [n_pairs, p]
+        correct = logits.argmax(dim=-1) == self.labels
+        stats = []
+        for idx in (self.train_idx, self.val_idx):
+            stats.append(loss_fn(logits[idx], self.labels[idx]))
+            stats.append(correct[idx].to(torch.float64).mean())
+        train_loss, train_acc, val_loss, val_acc = torch.stack(stats).tolist()  # one sync point
+        self.last_eval_step = self.step
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            self._nonfinite(f"loss train={train_loss} val={val_loss} at step {self.step}")
+            return False
+        if self.t_grok is None and val_acc >= GROK_THRESHOLD:
+            self.t_grok = self.step
+        extra = self.metrics_hook(self, self.step) if self.metrics_hook is not None else {}
+        self.emit(Evaluation(
+            step=self.step, wall_s=self.wall_s, train_loss=train_loss, train_acc=train_acc,
+            val_loss=val_loss, val_acc=val_acc, lr=self.scheduled_lr(), weight_decay=self.weight_decay, extra=extra,
+        ))
+        return True
+
+    def _nonfinite(self, message: str) -> None:
+        # The diverged state is not checkpointed: the last good checkpoint stays the one to resume.
+        self.emit(Alert(step=self.step, wall_s=self.wall_s, kind="nonfinite_loss", message=message))
+
+    def checkpoint(self) -> None:
+        if self.checkpointer is None or self.step == self.last_checkpoint_step:
+            return
+        self.last_checkpoint_step = self.step
+        path = self.checkpointer.save(self.step, self.state())
+        self.emit(CheckpointSaved(step=self.step, wall_s=self.wall_s, path=path))

@@ -1,0 +1,1 @@
+"""The Textual app and its widgets: the only place textual and plotext may be imported."""

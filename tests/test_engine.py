@@ -1,0 +1,188 @@
+"""The engine on a tiny run into a list sink: events, commands, divergence, failure, resume exactness."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokmon.config import Config
+from grokmon.engine import Engine
+from grokmon.events import (
+    Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted,
+)
+from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint, read_jsonl
+
+
+class MemoryCheckpointer:
+    def __init__(self) -> None:
+        self.saved: dict[int, dict] = {}
+
+    def save(self, step: int, state: dict) -> str:
+        self.saved[step] = state
+        return f"mem:{step}"
+
+
+def test_events_of_a_plain_run(tiny: Config) -> None:
+    events: list[Event] = []
+    ckpt = MemoryCheckpointer()
+    result = Engine(tiny, [events.append], checkpointer=ckpt).run()
+    assert result.status == "completed" and result.step == 120
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], Finished)
+    evals = [e for e in events if isinstance(e, Evaluation)]
+    assert [e.step for e in evals] == list(range(0, 121, 20))
+    assert sorted(ckpt.saved) == [40, 80, 120]
+    assert [e.step for e in events if isinstance(e, CheckpointSaved)] == [40, 80, 120]
+    assert evals[0].lr == pytest.approx(tiny.optim.lr / tiny.optim.warmup_steps)  # warm-up
+    assert evals[-1].lr == pytest.approx(tiny.optim.lr)
+    assert evals[-1].train_loss < evals[0].train_loss
+
+
+def test_commands_are_applied_between_steps_and_emitted(tiny: Config) -> None:
+    commands: queue.Queue[Command] = queue.Queue()
+    events: list[Event] = []
+    engine = Engine(tiny, [events.append], commands=commands, checkpointer=MemoryCheckpointer())
+    commands.put(Command("set_weight_decay", 3.0, source="test"))
+    commands.put(Command("set_lr", 5e-4, source="test"))
+    commands.put(Command("checkpoint", source="test"))
+    engine.run()
+    inter = [e for e in events if isinstance(e, Intervention)]
+    assert [(e.name, e.old, e.new, e.step) for e in inter] == [
+        ("weight_decay", 1.0, 3.0, 0), ("lr", tiny.optim.lr, 5e-4, 0), ("checkpoint", None, None, 0),
+    ]
+    evals = [e for e in events if isinstance(e, Evaluation)]
+    assert evals[0].weight_decay == 1.0  # evaluated before the commands were applied
+    assert all(e.weight_decay == 3.0 for e in evals[1:])
+    assert evals[-1].lr == pytest.approx(5e-4)
+    assert engine.optimizer.param_groups[0]["weight_decay"] == 3.0
+
+
+def test_pause_blocks_until_resume_and_stop_ends_the_run(tiny: Config) -> None:
+    commands: queue.Queue[Command] = queue.Queue()
+    events: list[Event] = []
+    paused = threading.Event()
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Intervention) and event.name == "pause":
+            paused.set()
+
+    engine = Engine(tiny.replace("train", max_steps=100000), [sink], commands=commands,
+                    checkpointer=MemoryCheckpointer())
+    thread = threading.Thread(target=engine.run)
+    commands.put(Command("pause"))
+    thread.start()
+    assert paused.wait(30)
+    step_at_pause = engine.step
+    commands.put(Command("set_weight_decay", 2.0))  # applied while paused
+    commands.put(Command("resume"))
+    commands.put(Command("stop", source="test"))
+    thread.join(60)
+    assert not thread.is_alive()
+    assert engine.step == step_at_pause  # stop was applied before another step ran
+    names = [e.name for e in events if isinstance(e, Intervention)]
+    assert names == ["pause", "weight_decay", "resume", "stop"]
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.status == "stopped"
+
+
+def test_nonfinite_loss_alerts_and_stops_cleanly(tiny: Config, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    engine = Engine(tiny, [run], checkpointer=run)
+    engine.commands.put(Command("set_lr", 1e30))  # the first full step at this lr overflows
+    result = engine.run()
+    run.close()
+    assert result.status == "diverged"
+    events = read_jsonl(tmp_path / "run" / "events.jsonl")
+    assert any(e["type"] == "alert" and e["kind"] == "nonfinite_loss" for e in events)
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert '"status": "diverged"' in summary and "NaN" not in summary
+    for row in read_jsonl(tmp_path / "run" / "metrics.jsonl"):
+        assert all(v is None or v == v for v in row.values() if isinstance(v, float))
+
+
+def test_exception_in_training_is_an_event_and_a_log(tiny: Config, tmp_path: Path, monkeypatch) -> None:
+    run = RunDir(tmp_path / "run")
+    engine = Engine(tiny, [run], checkpointer=run)
+    original = engine.train_step
+
+    def boom() -> torch.Tensor:
+        if engine.step == 50:
+            raise RuntimeError("simulated CUDA error")
+        return original()
+
+    monkeypatch.setattr(engine, "train_step", boom)
+    result = engine.run()
+    run.close()
+    assert result.status == "failed" and "simulated CUDA error" in result.error
+    d = tmp_path / "run"
+    assert "simulated CUDA error" in (d / "error.log").read_text()
+    assert '"status": "failed"' in (d / "summary.json").read_text()
+    assert list(checkpoints(d)) == [40]  # the last good checkpoint is kept and usable
+    assert load_checkpoint(checkpoints(d)[40])["step"] == 40
+
+
+def _metrics(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_jsonl(path / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("batch_size", [0, 32])
+def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path: Path, batch_size: int) -> None:
+    cfg = tiny.replace("train", batch_size=batch_size, max_steps=140)
+    full = RunDir(tmp_path / "full")
+    Engine(cfg, [full], checkpointer=full).run()
+    full.close()
+
+    # Interrupted run: stop at an off-schedule step (57), as Ctrl-C would, then resume from there.
+    part = RunDir(tmp_path / "part")
+    engine = Engine(cfg, [part], checkpointer=part)
+    original = engine.train_step
+
+    def stop_at_57() -> torch.Tensor:
+        out = original()
+        if engine.step == 57:
+            engine.commands.put(Command("stop", source="signal:SIGINT"))
+        return out
+
+    engine.train_step = stop_at_57  # type: ignore[method-assign]
+    assert engine.run().status == "interrupted"
+    part.close()
+    step, path = max(checkpoints(tmp_path / "part").items())
+    assert step == 57
+    state = load_checkpoint(path)
+    resumed = RunDir(tmp_path / "part", resume_step=step, eval_every=cfg.train.eval_every)
+    Engine(cfg, [resumed], checkpointer=resumed, resume_state=state).run()
+    resumed.close()
+    assert _metrics(tmp_path / "part") == _metrics(tmp_path / "full")  # equal, not close
+
+    # A run that finished at an off-schedule max_steps, then extended: its final row is dropped.
+    short = RunDir(tmp_path / "short")
+    Engine(cfg.replace("train", max_steps=70), [short], checkpointer=short).run()
+    short.close()
+    assert _metrics(tmp_path / "short")[-1]["step"] == 70
+    state = load_checkpoint(checkpoints(tmp_path / "short")[70])
+    more = RunDir(tmp_path / "short", resume_step=70, eval_every=cfg.train.eval_every)
+    Engine(cfg, [more], checkpointer=more, resume_state=state).run()
+    more.close()
+    assert _metrics(tmp_path / "short") == _metrics(tmp_path / "full")
+
+
+def test_alert_event_is_plain_data() -> None:
+    a = Alert(step=1, wall_s=0.5, kind="nonfinite_loss", message="x")
+    with pytest.raises(AttributeError):
+        a.step = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("bad", [("grow", None), ("set_lr", None), ("set_weight_decay", -1.0),
+                                 ("set_weight_decay", float("nan"))])
+def test_bad_commands_are_refused(bad: tuple) -> None:
+    with pytest.raises(ValueError):
+        Command(*bad)
+
+
+def test_failed_event_type_exists() -> None:
+    f = Failed(step=0, wall_s=0.0, error="E", traceback="T")
+    assert f.error == "E"
