@@ -30,6 +30,7 @@ class ConsoleProgress:
         self._last_print = -1e9
         self._rate_ref: tuple[int, float] | None = None  # (step, wall_s) of the last rate sample
         self.rate = 0.0
+        self._unprinted: Evaluation | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -54,17 +55,25 @@ class ConsoleProgress:
                 self._progress.update(self._task, completed=event.step, rate=self.rate,
                                       train=event.train_acc, val=event.val_acc)
             elif time.monotonic() - self._last_print >= self.interval_s:
-                self._last_print = time.monotonic()
-                self._say(f"step {event.step}/{self.max_steps}  {self.rate:.1f} steps/s  "
-                          f"train_acc {event.train_acc:.3f}  val_acc {event.val_acc:.3f}  "
-                          f"train_loss {event.train_loss:.3g}  val_loss {event.val_loss:.3g}")
+                self._print_eval(event)
+            else:
+                self._unprinted = event
         elif isinstance(event, Intervention):
             change = f" {event.old:g} -> {event.new:g}" if event.new is not None and event.old is not None else ""
             self._say(f"step {event.step}: {event.name}{change} ({event.source})")
         elif isinstance(event, Alert):
             self._say(f"step {event.step}: ALERT {event.kind}: {event.message}")
         elif isinstance(event, (Finished, Failed)):
+            if self._unprinted is not None:  # the last evaluation is always shown
+                self._print_eval(self._unprinted)
             self.close()
+
+    def _print_eval(self, event: Evaluation) -> None:
+        self._last_print = time.monotonic()
+        self._unprinted = None
+        self._say(f"step {event.step}/{self.max_steps}  {self.rate:.1f} steps/s  "
+                  f"train_acc {event.train_acc:.3f}  val_acc {event.val_acc:.3f}  "
+                  f"train_loss {event.train_loss:.3g}  val_loss {event.val_loss:.3g}")
 
     def _say(self, text: str) -> None:
         if self._progress is not None:
