@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -285,12 +286,7 @@ def config_from_json(path: Path) -> Config:
 def is_prime(n: int) -> bool:
     if n < 2:
         return False
-    i = 2
-    while i * i <= n:
-        if n % i == 0:
-            return False
-        i += 1
-    return True
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
 def validate(cfg: Config, source: str) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from grokmon.config import Config
 from grokmon.data import Dataset, make_dataset
+from grokmon.errors import ConfigError
 from grokmon.events import (
     Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted, Sink,
 )
@@ -45,9 +46,20 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """train.device to a torch device; asking for a device this machine lacks is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"expected a device this machine has; torch sees no CUDA GPU, got {name!r} "
+                          "(use 'auto' or 'cpu')", key="train.device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"expected cuda:0..cuda:{torch.cuda.device_count() - 1}, got {name!r}",
+                          key="train.device")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"expected a device this machine has; MPS is not available, got {name!r}",
+                          key="train.device")
+    return device
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from grokmon.config import is_prime
 from grokmon.errors import GrokmonError
 
 ADDITIVE_OPS = ("add", "sub")
@@ -72,12 +73,6 @@ def real_dft_basis(n: int) -> tuple[torch.Tensor, torch.Tensor]:
             rows += [torch.cos(angle) * math.sqrt(2.0 / n), torch.sin(angle) * math.sqrt(2.0 / n)]
             freqs += [k, k]
     return torch.stack(rows), torch.tensor(freqs, dtype=torch.long)
-
-
-def is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    return all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
 def _prime_factors(n: int) -> list[int]:

@@ -77,6 +77,7 @@ def test_steps_flag_and_default_run_dir(tmp_path: Path, tiny_profile: Path) -> N
         (["run", "quick", "--set", "model.d_model=100", "--set", "model.n_heads=3"], ["model.d_model"]),
         (["run", "quick", "--set", "train.max_steps=lots"], ["train.max_steps", "expected an integer"]),
         (["run", "quick", "--steps", "-5"], ["--steps"]),
+        (["run", "quick", "--set", "train.device=cuda:7"], ["train.device"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
