@@ -11,7 +11,7 @@ import queue
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 
@@ -21,6 +21,8 @@ from grokmon.errors import ConfigError
 from grokmon.events import (
     Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted, Sink,
 )
+from grokmon.metrics.grokking import OnlineCeilingDetector, phase
+from grokmon.metrics.probe import METRIC_KEYS, FourierProbe
 from grokmon.model import Transformer, loss_fn
 
 GROK_THRESHOLD = 0.95  # t_grok: first evaluation with val_acc >= this (SPEC section 5)
@@ -30,10 +32,6 @@ STATE_VERSION = 1
 class Checkpointer(Protocol):
     def save(self, step: int, state: dict[str, Any]) -> str:
         """Persist a full training state; return where it went."""
-
-
-# Extra metrics computed at some evaluations (the Fourier metrics); gets the engine, returns plain values.
-MetricsHook = Callable[["Engine", int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -85,13 +83,11 @@ class Engine:
         checkpointer: Checkpointer | None = None,
         commands: "queue.Queue[Command] | None" = None,
         resume_state: dict[str, Any] | None = None,
-        metrics_hook: MetricsHook | None = None,
     ) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.checkpointer = checkpointer
         self.commands: queue.Queue[Command] = commands if commands is not None else queue.Queue()
-        self.metrics_hook = metrics_hook
         self.device = resolve_device(cfg.train.device)
         self.data: Dataset = make_dataset(cfg.task)
         self.tokens = self.data.tokens.to(self.device)  # [n_pairs, 3]
@@ -111,6 +107,13 @@ class Engine:
         self.wall_offset = 0.0
         self._t0 = time.perf_counter()
         self._resumed = resume_state is not None
+        me = cfg.metrics
+        self.probe = FourierProbe(
+            cfg.task.op, cfg.task.p, self.data.labels, self.data.train_mask, n_perm=me.n_perm,
+            statistic=me.fsd_statistic, top_m=me.fsd_top_m, alpha=me.alpha, seed=cfg.model.seed,
+        ) if me.metrics_every > 0 else None
+        self.detector = OnlineCeilingDetector(me.alpha)
+        self.fsd_history: list[list[float]] = []  # [step, fsd, p] per probe: replayed into the detector on resume
         forward = self.model if cfg.train.fast else self.model.forward_plain
         self._train_forward = torch.compile(forward) if cfg.train.compile else forward
         if resume_state is not None:
@@ -141,6 +144,7 @@ class Engine:
             "rng": rng,
             "t_grok": -1 if self.t_grok is None else self.t_grok,
             "last_eval_step": self.last_eval_step,
+            "fsd_history": [list(h) for h in self.fsd_history],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -156,6 +160,8 @@ class Engine:
         self.t_grok = None if int(state["t_grok"]) < 0 else int(state["t_grok"])
         self.last_eval_step = int(state["last_eval_step"])
         self.last_checkpoint_step = self.step
+        for step, value, p_value in state.get("fsd_history", []):
+            self._observe_fsd(int(step), float(value), float(p_value))
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -274,10 +280,21 @@ class Engine:
         self.step += 1
         return loss.detach()
 
+    @property
+    def t_fsd_online(self) -> int | None:
+        return self.detector.fired_at
+
+    def _probe_due(self) -> bool:
+        every = self.cfg.metrics.metrics_every
+        tr = self.cfg.train
+        return self.probe is not None and self.step % tr.eval_every == 0 and (self.step // tr.eval_every) % every == 0
+
     @torch.no_grad()
     def evaluate(self) -> bool:
         """Full train and val evaluation (one forward over all pairs). False if a loss is non-finite."""
-        logits = self.model(self.tokens)  # [n_pairs, p]
+        probe_due = self._probe_due()
+        cache: dict[str, torch.Tensor] | None = {} if probe_due else None
+        logits = self.model(self.tokens, cache)  # [n_pairs, p]
         correct = logits.argmax(dim=-1) == self.labels
         stats = []
         for idx in (self.train_idx, self.val_idx):
@@ -290,12 +307,28 @@ class Engine:
             return False
         if self.t_grok is None and val_acc >= GROK_THRESHOLD:
             self.t_grok = self.step
-        extra = self.metrics_hook(self, self.step) if self.metrics_hook is not None else {}
+        extra: dict[str, Any] = {}
+        spectra: dict[str, list[float]] = {}
+        if self.probe is not None:
+            extra = dict.fromkeys(METRIC_KEYS)
+            if probe_due:
+                result = self.probe.measure(dict(self.model.named_parameters()), logits, cache or {}, self.step)
+                extra.update(result.metrics)
+                spectra = result.spectra
+                self._observe_fsd(self.step, result.metrics["fsd"], result.metrics["fsd_p"], emit=True)
+            extra["phase"] = phase(train_acc, val_acc, self.t_fsd_online is not None, self.t_grok is not None)
         self.emit(Evaluation(
             step=self.step, wall_s=self.wall_s, train_loss=train_loss, train_acc=train_acc,
-            val_loss=val_loss, val_acc=val_acc, lr=self.scheduled_lr(), weight_decay=self.weight_decay, extra=extra,
+            val_loss=val_loss, val_acc=val_acc, lr=self.scheduled_lr(), weight_decay=self.weight_decay,
+            extra=extra, spectra=spectra,
         ))
         return True
+
+    def _observe_fsd(self, step: int, value: float, p_value: float, emit: bool = False) -> None:
+        self.fsd_history.append([step, value, p_value])
+        if self.detector.update(step, value, p_value) and emit:
+            self.emit(Alert(step=step, wall_s=self.wall_s, kind="fsd_ceiling",
+                            message=f"FSD reached its ceiling: FSD {value:.3f}, p {p_value:.3g} (online detector)"))
 
     def _nonfinite(self, message: str) -> None:
         # The diverged state is not checkpointed: the last good checkpoint stays the one to resume.

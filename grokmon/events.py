@@ -37,6 +37,7 @@ class Evaluation:
     lr: float
     weight_decay: float
     extra: dict[str, Any] = field(default_factory=dict)
+    spectra: dict[str, list[float]] = field(default_factory=dict)  # FSD component -> energy per k, when probed
 
     def record(self) -> dict[str, Any]:
         """The metrics.jsonl row: the fixed keys first, non-finite numbers as None."""

@@ -46,13 +46,19 @@ class Attention(nn.Module):
         return torch.einsum("bhqe,hed->bqd", z, self.W_O)
 
     def forward_last(self, x: torch.Tensor) -> torch.Tensor:
-        """Only the last position's query: x [batch, pos, d_model] -> [batch, d_model]."""
-        q = torch.einsum("bd,hde->bhe", x[:, -1], self.W_Q)
-        k = torch.einsum("bpd,hde->bhpe", x, self.W_K)
-        v = torch.einsum("bpd,hde->bhpe", x, self.W_V)
-        pattern = (torch.einsum("bhe,bhke->bhk", q, k) * self.scale).softmax(dim=-1)
-        z = torch.einsum("bhk,bhke->bhe", pattern, v)
-        return torch.einsum("bhe,hed->bd", z, self.W_O)
+        """Only the last position's query: x [batch, pos, d_model] -> [batch, d_model].
+
+        Written as matmuls on flattened heads plus elementwise mixing over the few positions: the
+        einsum form lowers to bmm over batch * n_heads tiny matrices, which loops per example on CPU.
+        """
+        n_heads, d_model, d_head = self.W_Q.shape
+        flat = lambda w: w.permute(1, 0, 2).reshape(d_model, n_heads * d_head)  # noqa: E731  [d_model, h*e]
+        q = (x[:, -1] @ flat(self.W_Q)).view(-1, 1, n_heads, d_head)  # [batch, 1, n_heads, d_head]
+        k = (x @ flat(self.W_K)).view(x.shape[0], x.shape[1], n_heads, d_head)  # [batch, pos, n_heads, d_head]
+        v = (x @ flat(self.W_V)).view(x.shape[0], x.shape[1], n_heads, d_head)
+        pattern = ((q * k).sum(-1) * self.scale).softmax(dim=1)  # [batch, pos, n_heads]
+        z = (pattern[..., None] * v).sum(1)  # [batch, n_heads, d_head]
+        return z.flatten(1) @ self.W_O.reshape(n_heads * d_head, d_model)
 
 
 class MLP(nn.Module):
@@ -197,28 +203,48 @@ class Transformer(nn.Module):
         return x
 
     def _layer0_all(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """Deeper models: block 0 on all positions, its q/k/v gathered from tables. -> [batch, pos, d_model]"""
+        """Deeper models: the residual stream at every position after block 0. -> [batch, pos, d_model]
+
+        Position 0 attends only to itself, so its whole block-0 output is a function of token a: a table
+        over d_vocab rows, MLP included, gathered per example. Positions 1 and 2 mix gathered q/k/v rows.
+        """
+        a, b = tokens[:, 0], tokens[:, 1]
+        eq = self.p
         block = self.blocks[0]
-        x = self.W_E[tokens] + self.W_pos  # [batch, pos, d_model]
+        emb = self.W_E[None] + self.W_pos[:, None]  # [n_ctx, d_vocab, d_model]
+        x0_tab = emb[0]  # [d_vocab, d_model]
+        x1 = F.embedding(b, emb[1])  # [batch, d_model]
+        x2 = emb[2, eq].expand(len(a), -1)
         if block.attn is not None:
             attn = block.attn
-            q_tab, k_tab, v_tab = self._tables(attn)
-            pos = torch.arange(N_CTX, device=tokens.device)
-            q = q_tab[pos, tokens].transpose(1, 2)  # [batch, n_heads, pos, d_head]
-            k = k_tab[pos, tokens].transpose(1, 2)
-            v = v_tab[pos, tokens].transpose(1, 2)
-            scores = torch.einsum("bhqe,bhke->bhqk", q, k) * attn.scale
-            causal = torch.ones(N_CTX, N_CTX, dtype=torch.bool, device=tokens.device).tril()
-            scores = scores.masked_fill(~causal, float("-inf"))
-            z = torch.einsum("bhqk,bhke->bhqe", scores.softmax(dim=-1), v)
-            out = torch.einsum("bhqe,hed->bqd", z, attn.W_O)
-            _store(cache, "blocks.0.attn_out", out[:, -1])
-            x = x + out
+            n_heads, d_head, d_model = attn.W_O.shape
+            q_tab, k_tab, v_tab = self._tables(attn)  # [n_ctx, d_vocab, n_heads, d_head]
+            ov_tab = torch.einsum("pvhe,hed->pvhd", v_tab, attn.W_O)  # [n_ctx, d_vocab, n_heads, d_model]
+            gather = lambda idx, tab: F.embedding(idx, tab.flatten(1)).view(len(idx), *tab.shape[1:])  # noqa: E731
+            mix = lambda pat, ov: (pat[..., None] * ov).sum(1)  # noqa: E731  [batch, n_heads]x[batch, n_heads, d] -> [batch, d]
+            # position 0: softmax over one key is 1
+            x0_tab = x0_tab + ov_tab[0].sum(1)
+            # position 1: query from b, keys a and b
+            q1 = gather(b, q_tab[1])  # [batch, n_heads, d_head]
+            s10 = (q1 * gather(a, k_tab[0])).sum(-1) * attn.scale  # [batch, n_heads]
+            s11 = F.embedding(b, (q_tab[1] * k_tab[1]).sum(-1)) * attn.scale
+            p1 = torch.stack([s10, s11], dim=-1).softmax(dim=-1)
+            x1 = x1 + mix(p1[..., 0], gather(a, ov_tab[0])) + mix(p1[..., 1], gather(b, ov_tab[1]))
+            # position 2: the query is the constant '=' row, so every score is a table lookup
+            q2 = q_tab[2, eq] * attn.scale  # [n_heads, d_head]
+            score_tab = (k_tab * q2).sum(-1)  # [n_ctx, d_vocab, n_heads]
+            p2 = torch.stack([F.embedding(a, score_tab[0]), F.embedding(b, score_tab[1]),
+                              score_tab[2, eq].expand(len(a), -1)], dim=-1).softmax(dim=-1)
+            out2 = (mix(p2[..., 0], gather(a, ov_tab[0])) + mix(p2[..., 1], gather(b, ov_tab[1]))
+                    + p2[..., 2] @ ov_tab[2, eq])
+            _store(cache, "blocks.0.attn_out", out2)
+            x2 = x2 + out2
         if block.mlp is not None:
-            out = block.mlp(x)
-            _store(cache, "blocks.0.mlp_out", out[:, -1])
-            x = x + out
-        return x
+            x0_tab = x0_tab + block.mlp(x0_tab)
+            out12 = block.mlp(torch.stack([x1, x2]))  # [2, batch, d_model]: one matmul for both positions
+            _store(cache, "blocks.0.mlp_out", out12[1])
+            x1, x2 = x1 + out12[0], x2 + out12[1]
+        return torch.stack([F.embedding(a, x0_tab), x1, x2], dim=1)
 
     def _forward_mlp_only(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
         emb = self.W_E[tokens] + self.W_pos  # [batch, pos, d_model]

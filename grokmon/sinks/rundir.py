@@ -19,8 +19,10 @@ from grokmon.errors import ConfigError
 from grokmon.events import (
     Alert, CheckpointSaved, Evaluation, Event, Failed, Finished, Intervention, RunStarted, finite_or_none,
 )
+from grokmon.metrics.grokking import (
+    OnlineCeilingDetector, excluded_loss_baseline, fsd_ceiling_offline, grok_times, lead,
+)
 
-GROK_LEVELS = {"t_grok_50": 0.5, "t_grok": 0.95, "t_grok_99": 0.99}
 BEST_MAX = ("train_acc", "val_acc")
 BEST_MIN = ("train_loss", "val_loss")
 _CKPT = re.compile(r"^step_(\d+)\.pt$")
@@ -84,22 +86,29 @@ class RunDir:
         self.ckpt_dir = self.path / "checkpoints"
         self.rows: list[dict[str, Any]] = []
         self.status = "running"
+        self.alpha = 0.05
         self.path.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(exist_ok=True)
         if resume_step is not None:
             self._truncate_metrics(resume_step, eval_every)
         self._metrics: IO[str] = (self.path / "metrics.jsonl").open("a", encoding="utf-8")
         self._events: IO[str] = (self.path / "events.jsonl").open("a", encoding="utf-8")
+        self._spectra: IO[str] = (self.path / "spectra.jsonl").open("a", encoding="utf-8")
 
     def _truncate_metrics(self, step: int, eval_every: int) -> None:
         """On resume, keep the rows the resumed run would have written itself: up to its checkpoint step,
         without an off-schedule final evaluation at that step (the uninterrupted run has none)."""
-        keep = [r for r in read_jsonl(self.path / "metrics.jsonl")
-                if isinstance(r.get("step"), int) and (r["step"] < step or (r["step"] == step and step % eval_every == 0))]
-        tmp = self.path / "metrics.jsonl.tmp"
-        tmp.write_text("".join(dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path / "metrics.jsonl")
-        self.rows = keep
+        def kept(r: dict[str, Any]) -> bool:
+            s = r.get("step")
+            return isinstance(s, int) and (s < step or (s == step and step % eval_every == 0))
+
+        for name in ("metrics.jsonl", "spectra.jsonl"):
+            keep = [r for r in read_jsonl(self.path / name) if kept(r)]
+            tmp = self.path / f"{name}.tmp"
+            tmp.write_text("".join(dumps(r) + "\n" for r in keep))
+            os.replace(tmp, self.path / name)
+            if name == "metrics.jsonl":
+                self.rows = keep
 
     # -- sink --------------------------------------------------------------------------------
 
@@ -110,6 +119,8 @@ class RunDir:
             row = event.record()
             self.rows.append(row)
             self._line(self._metrics, row)
+            if event.spectra:
+                self._line(self._spectra, {"step": event.step, **event.spectra})
         elif isinstance(event, Intervention):
             self._event("intervention", event.step, event.wall_s, name=event.name, old=event.old,
                         new=event.new, source=event.source)
@@ -129,6 +140,7 @@ class RunDir:
 
     def _started(self, event: RunStarted) -> None:
         config = dict(event.config)
+        self.alpha = float(config.get("metrics", {}).get("alpha", self.alpha))
         if not event.resumed or not (self.path / "config.json").exists():
             write_json_atomic(self.path / "config.json", {
                 **config, "torch_version": event.torch_version, "device": event.device,
@@ -161,19 +173,19 @@ class RunDir:
     # -- summary -----------------------------------------------------------------------------
 
     def write_summary(self, step: int, wall_s: float, error: str = "") -> None:
-        summary = summarise(self.rows)
+        summary = summarise(self.rows, self.alpha)
         summary.update({"status": self.status, "steps": step, "wall_s": round(wall_s, 3)})
         if error:
             summary["error"] = error
         write_json_atomic(self.path / "summary.json", summary)
 
     def close(self) -> None:
-        self._metrics.close()
-        self._events.close()
+        for f in (self._metrics, self._events, self._spectra):
+            f.close()
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Final and best metrics and the grokking crossings, from metrics.jsonl rows."""
+def summarise(rows: list[dict[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
+    """Final and best metrics, the grokking crossings and the FSD events, from metrics.jsonl rows."""
     best: dict[str, Any] = {}
     for key in BEST_MAX + BEST_MIN:
         vals = [(r[key], r["step"]) for r in rows if isinstance(r.get(key), (int, float))]
@@ -181,6 +193,32 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             pick = max(vals, key=lambda v: v[0]) if key in BEST_MAX else min(vals, key=lambda v: v[0])
             best[key] = {"value": pick[0], "step": pick[1]}
     out: dict[str, Any] = {"final": rows[-1] if rows else None, "best": best}
-    for name, level in GROK_LEVELS.items():
-        out[name] = next((r["step"] for r in rows if (r.get("val_acc") or 0.0) >= level), None)
+    out.update(run_events(rows, alpha))
+    return out
+
+
+def run_events(rows: list[dict[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
+    """t_grok_50 / t_grok / t_grok_99, t_fsd (offline), t_fsd_online, t_excluded and lead, from rows."""
+    ev = [r for r in rows if isinstance(r.get("val_acc"), (int, float))]
+    times = grok_times([r["step"] for r in ev], [r["val_acc"] for r in ev]) if ev else None
+    out: dict[str, Any] = {
+        "t_grok_50": times.t50 if times else None,
+        "t_grok": times.t95 if times else None,
+        "t_grok_99": times.t99 if times else None,
+        "t_fsd": None, "t_fsd_online": None, "t_excluded": None, "lead": None,
+    }
+    probed = [r for r in ev if isinstance(r.get("fsd"), (int, float)) and isinstance(r.get("fsd_p"), (int, float))]
+    if probed:
+        col = lambda k: [r[k] for r in probed]  # noqa: E731
+        out["t_fsd"] = fsd_ceiling_offline(col("step"), col("fsd"), col("fsd_p"), col("train_acc"),
+                                           col("val_acc"), alpha)
+        detector = OnlineCeilingDetector(alpha)  # the engine's detector, replayed: same rule, same answer
+        for r in probed:
+            detector.update(r["step"], r["fsd"], r["fsd_p"])
+        out["t_fsd_online"] = detector.fired_at
+        ex = [r for r in probed if isinstance(r.get("excluded_loss"), (int, float))]
+        if ex:
+            out["t_excluded"] = excluded_loss_baseline([r["step"] for r in ex], [r["excluded_loss"] for r in ex],
+                                                       [r["train_acc"] for r in ex])
+        out["lead"] = lead(out["t_grok"], out["t_fsd"])
     return out
