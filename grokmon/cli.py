@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     run.set_defaults(func=cmd_run)
 
+    report = sub.add_parser("report", help="the events table and a plot of a run directory",
+                            description="Summarise a run: the grokking crossings, FSD ceilings and lead.")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--json", action="store_true", help="print the events as one JSON object")
+    report.add_argument("--no-plot", action="store_true", help="the table only")
+    report.set_defaults(func=cmd_report)
+
     profiles = sub.add_parser("profiles", help="list the shipped profiles, one line each")
     profiles.set_defaults(func=cmd_profiles)
     return parser
@@ -55,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GrokmonError as e:
         print(f"grokmon: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `grokmon report ... | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +76,56 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     width = max((len(n) for n in shipped), default=0)
     for name, path in shipped.items():
         print(f"{name:<{width}}  {profile_description(path)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+REPORT_ROWS = (
+    ("t_grok_50", "val_acc first >= 0.50"),
+    ("t_grok", "val_acc first >= 0.95 (t_grok)"),
+    ("t_grok_99", "val_acc first >= 0.99"),
+    ("t_fsd", "FSD ceiling, offline rule (t_fsd)"),
+    ("t_fsd_online", "FSD ceiling, online detector"),
+    ("t_excluded", "excluded loss starts rising"),
+    ("lead", "lead = t_grok - t_fsd"),
+)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import shutil
+
+    from grokmon.sinks.rundir import dumps, is_run_dir, read_jsonl, run_events
+
+    run_dir: Path = args.run_dir
+    if not is_run_dir(run_dir):
+        raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
+    config = json.loads((run_dir / "config.json").read_text())
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    events = run_events(rows, float(config.get("metrics", {}).get("alpha", 0.05)))
+    status = "running"
+    if (run_dir / "summary.json").exists():
+        status = json.loads((run_dir / "summary.json").read_text()).get("status", status)
+    last = rows[-1] if rows else {}
+    if args.json:
+        print(dumps({"run_dir": str(run_dir), "status": status, "steps": last.get("step"), "final": last,
+                     **events}))
+        return 0
+    task, model = config.get("task", {}), config.get("model", {})
+    print(f"{run_dir}: {task.get('op')} mod {task.get('p')}, {model.get('n_layers')} layer(s), "
+          f"status {status}, {len(rows)} evaluations to step {last.get('step', '-')}")
+    for key, label in REPORT_ROWS:
+        value = events.get(key)
+        print(f"  {label:<38} {value if value is not None else '-':>8}")
+    if rows and not args.no_plot:
+        from grokmon.tui.report_plot import run_plot
+
+        width = min(shutil.get_terminal_size((100, 24)).columns, 120)
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        print(run_plot(rows, {"t_fsd": events["t_fsd"], "t_grok": events["t_grok"]}, width=width, color=color))
     return 0
 
 

@@ -159,3 +159,18 @@ def test_resume_refuses_changes_to_the_model(tmp_path: Path, tiny_profile: Path)
     assert_user_error(run_cli("run", "--resume", str(out), "--set", "model.d_mlp=8"), "model.d_mlp")
     (out / "checkpoints" / "step_00000040.pt").write_bytes(b"garbage")
     assert_user_error(run_cli("run", "--resume", str(out)), "step_00000040.pt", "checkpoint")
+
+
+def test_report_prints_the_events_and_a_plot(tmp_path: Path, tiny_profile: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli("run", str(tiny_profile), "--out", str(out), "--set", "metrics.metrics_every=1",
+                   "--set", "metrics.n_perm=100").returncode == 0
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "val_acc first >= 0.95 (t_grok)" in proc.stdout and "lead = t_grok - t_fsd" in proc.stdout
+    assert "\x1b[" not in proc.stdout  # no colour codes when stdout is not a terminal
+    assert "FSD" in proc.stdout and "step" in proc.stdout  # the plot
+    data = json.loads(run_cli("report", str(out), "--json").stdout)
+    assert {"t_grok_50", "t_grok", "t_grok_99", "t_fsd", "t_fsd_online", "t_excluded", "lead"} <= set(data)
+    assert data["steps"] == 120 and data["status"] == "completed"
+    assert_user_error(run_cli("report", str(tmp_path)), "not a grokmon run directory")

@@ -23,3 +23,17 @@ def test_quick_profile_groks(tmp_path: Path) -> None:
     assert first_memorised < summary["t_grok"]  # memorise first, generalise later
     assert rows[-1]["val_acc"] >= 0.95
     assert summary["status"] == "completed" and summary["steps"] == summary["t_grok"] + 300
+
+    # FSD: chance level at init (seed 0 sits at the top of the init spread, 0.29; see docs/metrics.md),
+    # high and significant once grokked; the online detector fires before t_grok.
+    probed = [r for r in rows if r["fsd"] is not None]
+    assert probed[0]["step"] == 0 and abs(probed[0]["fsd"]) < 0.35
+    after = [r for r in probed if r["step"] >= summary["t_grok"]]
+    assert after and all(r["fsd"] > 0.9 and r["fsd_p"] < 0.05 and r["fsd_sync"] for r in after)
+    assert summary["t_fsd_online"] is not None and summary["t_fsd_online"] < summary["t_grok"]
+    assert rows[-1]["phase"] == "generalised" and rows[0]["phase"] == "memorisation"
+    assert probed[-1]["restricted_loss"] < probed[-1]["excluded_loss"]  # the Fourier circuit carries the answer
+
+    report = run_cli("report", str(out), "--json")
+    assert report.returncode == 0
+    assert json.loads(report.stdout)["t_grok"] == summary["t_grok"]
