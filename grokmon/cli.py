@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plot", action="store_true", help="the table only")
     report.set_defaults(func=cmd_report)
 
+    watch = sub.add_parser("watch", help="the live panels for a run written by another process",
+                           description="Follow RUN_DIR live (a headless run under nohup, tmux or a batch "
+                                       "job) and steer it: keys append commands to RUN_DIR/control.jsonl.")
+    watch.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    watch.set_defaults(func=cmd_watch)
+
     profiles = sub.add_parser("profiles", help="list the shipped profiles, one line each")
     profiles.set_defaults(func=cmd_profiles)
     return parser
@@ -76,6 +82,27 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     width = max((len(n) for n in shipped), default=0)
     for name, path in shipped.items():
         print(f"{name:<{width}}  {profile_description(path)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# watch
+
+
+def _has_terminal() -> bool:
+    return sys.stdout.isatty() and sys.stdin.isatty()
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if not _has_terminal():
+        raise ConfigError("needs a terminal (stdin and stdout); for a text summary use "
+                          "`grokmon report RUN_DIR`", source="grokmon watch")
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        raise ConfigError("is not a directory", source=str(args.run_dir))
+    from grokmon.tui.app import GrokmonApp
+    from grokmon.tui.source import WatchSource
+
+    GrokmonApp(WatchSource(args.run_dir)).run()
     return 0
 
 
@@ -195,16 +222,19 @@ def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, h
     from grokmon.engine import Engine
     from grokmon.events import Command
     from grokmon.sinks.console import ConsoleProgress
+    from grokmon.sinks.follow import ControlFile
     from grokmon.sinks.rundir import RunDir
 
-    del headless  # the live TUI arrives with its own issue; until then every run is headless
     resume_step = int(resume_state["step"]) if resume_state is not None else None
     commands: queue.Queue[Command] = queue.Queue()
     engine = Engine(cfg, commands=commands, resume_state=resume_state)  # may raise before any file exists
     run = RunDir(run_dir, resume_step=resume_step, eval_every=cfg.train.eval_every)
+    engine.checkpointer = run
+    engine.command_sources = [ControlFile(run_dir)]  # `grokmon watch` steers through RUN_DIR/control.jsonl
+    if not headless and _has_terminal():
+        return _train_in_app(engine, run)
     console = ConsoleProgress(cfg.train.max_steps)
     engine.sinks = [run, console]
-    engine.checkpointer = run
 
     received: list[int] = []
 
@@ -224,6 +254,30 @@ def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, h
         console.close()
         run.close()
 
+    code = _report_end(result, run_dir)
+    return SIGNAL_EXIT[signal.Signals(received[0])] if result.status == "interrupted" and received else code
+
+
+def _train_in_app(engine: Any, run: Any) -> int:
+    """The live TUI: the engine in a thread worker of the app, the same run directory as headless."""
+    from grokmon.tui.app import GrokmonApp
+    from grokmon.tui.source import LiveSource
+
+    source = LiveSource(engine, run)
+    try:
+        GrokmonApp(source).run()
+    finally:
+        if source.result is None:  # the app ended without a clean quit: stop at the next step boundary
+            source.stop()
+        run.close()  # the worker thread has returned: the interpreter waited for it
+    if source.result is None:
+        print(f"grokmon: the app exited before training started; run directory {run.path}", file=sys.stderr)
+        return 1
+    return _report_end(source.result, run.path)
+
+
+def _report_end(result: Any, run_dir: Path) -> int:
+    """The closing lines on stderr, the run directory on stdout, and the exit status."""
     grok = f"t_grok {result.t_grok}" if result.t_grok is not None else "no grokking (val_acc < 0.95)"
     print(f"grokmon: {result.status} at step {result.step}, {grok}; run directory {run_dir}", file=sys.stderr)
     print(run_dir)
@@ -234,8 +288,6 @@ def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, h
     if result.status == "diverged":
         print("grokmon: error: the loss became non-finite; the last good checkpoint is kept", file=sys.stderr)
         return 1
-    if result.status == "interrupted" and received:
-        return SIGNAL_EXIT[signal.Signals(received[0])]
     return 0
 
 

@@ -29,6 +29,11 @@ GROK_THRESHOLD = 0.95  # t_grok: first evaluation with val_acc >= this (SPEC sec
 STATE_VERSION = 1
 
 
+class CommandSource(Protocol):
+    def poll(self) -> list[Command | str]:
+        """Commands that arrived since the last poll; a string is a rejected command's message."""
+
+
 class Checkpointer(Protocol):
     def save(self, step: int, state: dict[str, Any]) -> str:
         """Persist a full training state; return where it went."""
@@ -83,11 +88,13 @@ class Engine:
         checkpointer: Checkpointer | None = None,
         commands: "queue.Queue[Command] | None" = None,
         resume_state: dict[str, Any] | None = None,
+        command_sources: Sequence[CommandSource] = (),
     ) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.checkpointer = checkpointer
         self.commands: queue.Queue[Command] = commands if commands is not None else queue.Queue()
+        self.command_sources = list(command_sources)  # polled between steps (control.jsonl)
         self.device = resolve_device(cfg.train.device)
         self.data: Dataset = make_dataset(cfg.task)
         self.tokens = self.data.tokens.to(self.device)  # [n_pairs, 3]
@@ -221,6 +228,12 @@ class Engine:
         """Apply every queued command; block here while paused. Returns a (status, reason) to stop."""
         paused = False
         while True:
+            for source in self.command_sources:
+                for item in source.poll():
+                    if isinstance(item, str):
+                        self.emit(Alert(step=self.step, wall_s=self.wall_s, kind="command_rejected", message=item))
+                    else:
+                        self.commands.put(item)
             try:
                 cmd = self.commands.get(timeout=0.25) if paused else self.commands.get_nowait()
             except queue.Empty:

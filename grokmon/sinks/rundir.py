@@ -121,22 +121,16 @@ class RunDir:
             self._line(self._metrics, row)
             if event.spectra:
                 self._line(self._spectra, {"step": event.step, **event.spectra})
-        elif isinstance(event, Intervention):
-            self._event("intervention", event.step, event.wall_s, name=event.name, old=event.old,
-                        new=event.new, source=event.source)
-        elif isinstance(event, Alert):
-            self._event("alert", event.step, event.wall_s, kind=event.kind, message=event.message)
-        elif isinstance(event, CheckpointSaved):
-            self._event("checkpoint", event.step, event.wall_s, path=event.path)
-        elif isinstance(event, Finished):
+        if isinstance(event, Finished):
             self.status = event.status
-            self._event("finish", event.step, event.wall_s, status=event.status, reason=event.reason)
-            self.write_summary(event.step, event.wall_s)
         elif isinstance(event, Failed):
             self.status = "failed"
             (self.path / "error.log").write_text(event.traceback)
-            self._event("failed", event.step, event.wall_s, error=event.error)
-            self.write_summary(event.step, event.wall_s, error=event.error)
+        record = event_record(event)
+        if record is not None:
+            self._line(self._events, record)
+        if isinstance(event, (Finished, Failed)):
+            self.write_summary(event.step, event.wall_s, error=getattr(event, "error", ""))
 
     def _started(self, event: RunStarted) -> None:
         config = dict(event.config)
@@ -150,15 +144,10 @@ class RunDir:
             old = json.loads((self.path / "config.json").read_text())
             old.update(config)
             write_json_atomic(self.path / "config.json", old)
-        self._event("resume" if event.resumed else "start", event.step, event.wall_s, device=event.device)
 
     def _line(self, f: IO[str], obj: dict[str, Any]) -> None:
         f.write(dumps(obj) + "\n")
         f.flush()
-
-    def _event(self, type_: str, step: int, wall_s: float, **fields: Any) -> None:
-        self._line(self._events, {"step": step, "wall_s": round(wall_s, 3), "time": round(time.time(), 3),
-                                  "type": type_, **fields})
 
     # -- checkpointer ------------------------------------------------------------------------
 
@@ -182,6 +171,28 @@ class RunDir:
     def close(self) -> None:
         for f in (self._metrics, self._events, self._spectra):
             f.close()
+
+
+def event_record(event: Event) -> dict[str, Any] | None:
+    """The events.jsonl line of an event (None for evaluations, which go to metrics.jsonl)."""
+    fields: dict[str, Any]
+    if isinstance(event, RunStarted):
+        type_, fields = ("resume" if event.resumed else "start"), {"device": event.device}
+    elif isinstance(event, Intervention):
+        type_, fields = "intervention", {"name": event.name, "old": event.old, "new": event.new,
+                                         "source": event.source}
+    elif isinstance(event, Alert):
+        type_, fields = "alert", {"kind": event.kind, "message": event.message}
+    elif isinstance(event, CheckpointSaved):
+        type_, fields = "checkpoint", {"path": event.path}
+    elif isinstance(event, Finished):
+        type_, fields = "finish", {"status": event.status, "reason": event.reason}
+    elif isinstance(event, Failed):
+        type_, fields = "failed", {"error": event.error}
+    else:
+        return None
+    return finite_or_none({"step": event.step, "wall_s": round(event.wall_s, 3), "time": round(time.time(), 3),
+                           "type": type_, **fields})
 
 
 def summarise(rows: list[dict[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
