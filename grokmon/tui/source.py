@@ -7,6 +7,7 @@ them apart. Owns the trainer thread's lifetime; knows nothing about panels or ke
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,14 @@ class LiveSource:
                                       group="train", description="grokmon training loop")
 
     def _train(self) -> None:
-        self.result = self.engine.run()  # the engine turns its own exceptions into a Failed event
+        try:
+            self.result = self.engine.run()  # the engine turns its own exceptions into a Failed event
+        except BaseException as exc:  # a sink failed while reporting a failure: still tell the user
+            if self._app is not None:
+                self._app.post_message(RunEvent({
+                    "step": self.engine.step, "wall_s": round(self.engine.wall_s, 3), "time": time.time(),
+                    "type": "failed", "error": f"{type(exc).__name__}: {exc}"}))
+            raise
 
     def _post(self, event: Event) -> None:
         """Runs on the trainer thread: convert to a plain record and hand it over, nothing else."""
@@ -50,8 +58,8 @@ class LiveSource:
         if app is None:
             return
         if isinstance(event, Evaluation):
-            if event.spectra:
-                self._spectra = event.spectra  # one reference assignment: safe to read from the UI thread
+            if event.spectra:  # one reference assignment: safe to read from the UI thread
+                self._spectra = {"step": event.step, **event.spectra}
             app.post_message(MetricsRow(event.record()))
             return
         if isinstance(event, RunStarted):
@@ -117,7 +125,7 @@ class WatchSource:
             app.post_message(MetricsRow(row))
         spectra = self._spectra_f.read_new()
         if spectra:
-            self._spectra = {k: v for k, v in spectra[-1].items() if k != "step"}
+            self._spectra = spectra[-1]  # component -> energies, plus the step it was measured at
 
     def send(self, cmd: Command) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

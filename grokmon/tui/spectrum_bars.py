@@ -1,0 +1,121 @@
+"""SpectrumBars: bars of one FSD component's Fourier spectrum (energy share per k): the full spectrum from
+the source's spectra.jsonl, else the probe row's top 5. `y` log10, `v` next component. No source knowledge."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from rich.text import Text
+from textual.binding import Binding
+
+from grokmon.tui.guarded_plot import GuardedPlot
+
+from grokmon.tui.series import lin_ticks, log_ticks, nice_step
+
+
+class SpectrumBars(GuardedPlot, can_focus=True):
+    BINDINGS = [Binding("v", "next_component", "Spectrum")]
+    LABEL = "spectrum"
+    MIN_SIZE = (12, 5)
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id, classes=classes)
+        self.log_y = False
+        self.component = "embed"
+        self._data: tuple[list[int], list[float], str] = ([], [], "")
+        self._data_key: object = None
+        self._names: list[str] = []
+        self._spectra: dict[str, list[float]] | None = None
+        self._probe: dict[str, Any] | None = None
+        self._what = ""
+        self._drawn: tuple[object, ...] | None = None
+        self.replots = 0
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._set_title()
+
+    def toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self._drawn = None
+        self._set_title()
+
+    def action_next_component(self) -> None:
+        names = self._names
+        if len(names) < 2:
+            self.notify("only the top-5 embedding frequencies are known (no spectra.jsonl yet)")
+            return
+        i = names.index(self.component) if self.component in names else -1
+        self.component = names[(i + 1) % len(names)]
+        self._compute()
+        self.update_plot()
+
+    def _set_title(self) -> None:
+        self.border_title = Text(f"spectrum: {self.component} [{'log' if self.log_y else 'lin'}{self._what}]")
+
+    def set_data(self, key: object, spectra: dict[str, list[float]] | None, probe: dict[str, Any] | None) -> None:
+        """New inputs (the app passes a key that changes when they do): the source's latest spectra, or
+        failing that the latest probe row's top_freqs."""
+        if key == self._data_key:
+            return
+        self._data_key, self._spectra, self._probe = key, spectra, probe
+        self._names = [k for k, v in (spectra or {}).items() if isinstance(v, list) and k != "step"]
+        if self._names and self.component not in self._names:
+            self.component = "embed" if "embed" in self._names else self._names[0]
+        self._compute()
+
+    def _compute(self) -> None:
+        """Shares per k for the current component, from the kept inputs."""
+        energy = (self._spectra or {}).get(self.component)
+        probe = self._probe
+        if isinstance(energy, list) and energy:
+            e = np.array([v if isinstance(v, (int, float)) else 0.0 for v in energy], dtype=float)
+            total = e.sum()
+            shares = (e / total).tolist() if total > 0 else [0.0] * len(e)
+            self._data = (list(range(1, len(e) + 1)), shares, "")
+        elif probe is not None and probe.get("top_freqs"):
+            pairs = [(int(p[0]), float(p[1])) for p in probe["top_freqs"]
+                     if isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[1], (int, float))]
+            self._data = ([k for k, _ in pairs], [s for _, s in pairs], "top 5 only")
+        else:
+            self._data = ([], [], "")
+        self._what = f", {self._data[2]}" if self._data[2] else ""
+        self._drawn = None
+        self._set_title()
+
+    def update_plot(self) -> bool:
+        key = (self._data_key, self.size.width, self.size.height, self.log_y, self.component)
+        if key == self._drawn or not self._big_enough():
+            return False
+        self._drawn = key
+        ks, shares, _ = self._data
+        plt = self.plt
+        plt.clear_figure()
+        plt.xaxes(True, False)
+        plt.yaxes(True, False)
+        if ks:
+            if self.log_y:
+                logs = [math.log10(s) if s > 0 else math.nan for s in shares]
+                finite = [v for v in logs if math.isfinite(v)] or [-3.0]
+                lo = math.floor(min(finite))
+                plt.bar(ks, [v if math.isfinite(v) else lo for v in logs], width=0.1, minimum=lo, color="magenta")
+                plt.ylim(lo, max(0.0, max(finite)))
+                ticks, labels = log_ticks(lo, 0.0, max(2, self.size.height // 3))
+                plt.yticks(ticks, labels)
+            else:
+                plt.bar(ks, shares, width=0.1, color="magenta")
+                top = max(shares) * 1.05 if max(shares) > 0 else 1.0
+                plt.ylim(0.0, top)
+                ticks, labels = lin_ticks(0.0, top, max(2, self.size.height // 3))
+                plt.yticks(ticks, labels)
+            step = max(1, int(nice_step(max(ks) - 1, max(2, self.size.width // 6))))
+            plt.xticks(sorted({1, *range(step, max(ks) + 1, step)}) if len(ks) > 5 else ks)
+        self.replots += 1
+        self.refresh()
+        return True
+
+    def placeholder(self) -> Text | None:
+        return None if self._data[0] else Text("no Fourier probe yet", style="dim")
+

@@ -1,0 +1,330 @@
+"""RunState: what the panels show, folded from metrics rows, events and the config (README "The run directory").
+
+Pure Python and numpy: no Textual, no plotext, no files. The app feeds it messages; widgets read it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grokmon.events import Command
+
+GROK_ACC = 0.95  # t_grok: the first evaluation with val_acc >= this (SPEC section 5)
+HYPERPARAMS = ("weight_decay", "lr")  # interventions drawn as markers on the time plots
+KEEP_PROBES = 64  # top-frequency rows kept, so a resumed run's replaced rows can fall back to older ones
+
+
+@dataclass(frozen=True)
+class Intervention:
+    step: int
+    name: str  # weight_decay, lr, pause, resume, checkpoint, stop
+    old: float | None
+    new: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Marker:
+    step: int
+    kind: str  # "intervention", "fsd" (the online detector fired) or "grok" (t_grok)
+    label: str
+
+
+def _number(v: Any) -> float:
+    """A column value: numbers and bools as float, anything else (None, strings) as NaN."""
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, (int, float)):
+        return float(v)
+    return math.nan
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+class RunState:
+    """The run as the UI knows it. Rows are kept as numeric columns (NaN = null), bounded by max_rows:
+    past that, every second row is dropped (plots downsample to the widget's width anyway).
+
+    Counters let the widgets redraw only on change: `version` moves on any change, `epoch` when kept rows
+    were replaced or thinned (not just appended), `probe_version` when new top frequencies arrived.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None, *, max_rows: int = 200_000) -> None:
+        self.max_rows = max(4, max_rows)
+        self.version = 0
+        self.epoch = 0
+        self.probe_version = 0
+        self._n = 0  # rows kept
+        self._buf: dict[str, np.ndarray] = {"step": np.full(1024, np.nan)}  # NaN past _n, always
+        self.last_row: dict[str, Any] | None = None
+        self.probes: list[dict[str, Any]] = []  # the last KEEP_PROBES rows that carried top_freqs
+        self.config: dict[str, Any] = {}
+        self.max_steps: int | None = None
+        self.alpha = 0.05
+        self.wd_factor = 2.0
+        self.step: int | None = None
+        self.wall_s: float | None = None
+        self.steps_per_s: float | None = None
+        self.lr: float | None = None
+        self.weight_decay: float | None = None
+        self._hp_step: dict[str, int] = {}  # step of the last intervention per hyperparameter
+        self.phase: str | None = None
+        self.t_grok: int | None = None
+        self.t_fsd_online: int | None = None
+        self.interventions: list[Intervention] = []
+        self.started = False
+        self.paused = False
+        self.finished: str | None = None  # the finish event's status (completed, stopped, ...)
+        self.finish_reason = ""
+        self.error: str | None = None
+        self.last_checkpoint: str | None = None
+        self.pending_weight_decay: float | None = None  # asked for, not yet acknowledged by an event
+        self.pending_pause: bool | None = None
+        if config:
+            self.ingest_config(config)
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def ingest_config(self, config: dict[str, Any]) -> None:
+        self.config = dict(config)
+        section = lambda name: config.get(name) if isinstance(config.get(name), dict) else {}  # noqa: E731
+        self.max_steps = _int(section("train").get("max_steps")) or self.max_steps
+        alpha = _number(section("metrics").get("alpha"))
+        self.alpha = alpha if 0 < alpha < 1 else self.alpha
+        factor = _number(section("run").get("wd_factor"))
+        self.wd_factor = factor if factor > 1 else self.wd_factor
+        if self.weight_decay is None and math.isfinite(_number(section("optim").get("weight_decay"))):
+            self.weight_decay = _number(section("optim").get("weight_decay"))
+        if self.lr is None and math.isfinite(_number(section("optim").get("lr"))):
+            self.lr = _number(section("optim").get("lr"))
+        self.version += 1
+
+    def ingest_row(self, row: dict[str, Any]) -> None:
+        """Append one metrics row; a row for a step already kept replaces that row and all after it."""
+        step = _int(row.get("step"))
+        if step is None:
+            return
+        replaced = bool(self._n) and step <= self._buf["step"][self._n - 1]
+        if replaced:
+            self._truncate(step)
+        if self._n == len(self._buf["step"]):
+            self._grow()
+        i = self._n
+        self._buf["step"][i] = step
+        for key, value in row.items():
+            if key in ("step", "phase") or isinstance(value, (list, dict, str)):
+                continue
+            buf = self._buf.get(key)
+            if buf is None:
+                buf = self._buf[key] = np.full(len(self._buf["step"]), np.nan)
+            buf[i] = _number(value)
+        self._n += 1
+        if self._n > self.max_rows:
+            self._thin()
+        self._after_row(step, row, replaced)
+        self.version += 1
+
+    def _after_row(self, step: int, row: dict[str, Any], replaced: bool) -> None:
+        prev = self.last_row
+        self.last_row = row
+        # An event may have reported a later step already (a followed run reads two files).
+        self.step = step if replaced or self.step is None else max(self.step, step)
+        wall = row.get("wall_s")
+        if isinstance(wall, (int, float)):
+            if prev is not None and isinstance(prev.get("wall_s"), (int, float)) and _int(prev.get("step")) is not None:
+                dt, ds = wall - prev["wall_s"], step - prev["step"]
+                self.steps_per_s = ds / dt if dt > 0 and ds > 0 else self.steps_per_s
+            self.wall_s = float(wall)
+        # A row carries the hyperparameters it was trained with, but it may be older than an
+        # intervention event that arrived first (a followed run reads two files): keep the event's.
+        for name in HYPERPARAMS:
+            value = row.get(name)
+            if isinstance(value, (int, float)) and step > self._hp_step.get(name, -1):
+                setattr(self, name, float(value))
+        if isinstance(row.get("phase"), str):
+            self.phase = row["phase"]
+        acc = row.get("val_acc")
+        if self.t_grok is None and isinstance(acc, (int, float)) and acc >= GROK_ACC:
+            self.t_grok = step
+        if row.get("top_freqs") is not None:
+            self.probes.append(row)
+            del self.probes[:-KEEP_PROBES]
+            self.probe_version += 1
+
+    def _truncate(self, step: int) -> None:
+        """A resumed run rewrote its metrics: forget every kept row at or after `step`."""
+        cut = int(np.searchsorted(self._buf["step"][: self._n], step, side="left"))
+        for buf in self._buf.values():
+            buf[cut: self._n] = np.nan
+        self._n = cut
+        if self.t_grok is not None and self.t_grok >= step:
+            self.t_grok = None
+        kept = [p for p in self.probes if p["step"] < step]
+        if len(kept) != len(self.probes):
+            self.probes = kept
+            self.probe_version += 1
+        self.last_row = self._row_at(self._n - 1) if self._n else None
+        self.steps_per_s = None
+        self.epoch += 1
+
+    def _thin(self) -> None:
+        """Drop every second row but the last: keeps the whole history's shape in bounded memory."""
+        keep = np.r_[np.arange(0, self._n - 1, 2), self._n - 1]
+        for buf in self._buf.values():
+            kept = buf[keep]
+            buf[:] = np.nan
+            buf[: len(keep)] = kept
+        self._n = len(keep)
+        self.epoch += 1
+
+    def _grow(self) -> None:
+        """Double every column's buffer (amortised O(1) appends; plots read views, not copies)."""
+        for key, buf in self._buf.items():
+            bigger = np.full(2 * len(buf), np.nan)
+            bigger[: self._n] = buf[: self._n]
+            self._buf[key] = bigger
+
+    def _row_at(self, i: int) -> dict[str, Any]:
+        row: dict[str, Any] = {k: float(b[i]) for k, b in self._buf.items()}
+        row["step"] = int(row["step"])
+        return row
+
+    def ingest_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        step = _int(event.get("step"))
+        self.started = True  # any event means a trainer is (or was) there
+        if step is not None:
+            self.step = step if kind == "resume" or self.step is None else max(self.step, step)
+        wall = event.get("wall_s")
+        if isinstance(wall, (int, float)) and (self.wall_s is None or wall > self.wall_s or kind == "resume"):
+            self.wall_s = float(wall)
+        if kind in ("start", "resume"):
+            self.started, self.paused, self.finished, self.finish_reason, self.error = True, False, None, "", None
+            if kind == "resume" and step is not None:
+                self._forget_after(step)
+        elif kind == "intervention":
+            self._intervention(event, step)
+        elif kind == "alert":
+            if event.get("kind") == "fsd_ceiling" and self.t_fsd_online is None and step is not None:
+                self.t_fsd_online = step
+            elif event.get("kind") == "command_rejected":
+                self.pending_weight_decay = self.pending_pause = None
+        elif kind == "checkpoint":
+            self.last_checkpoint = str(event.get("path", ""))
+        elif kind == "finish":
+            self.finished = str(event.get("status") or "completed")
+            self.finish_reason = str(event.get("reason") or "")
+            self._ended()
+        elif kind == "failed":
+            self.error = str(event.get("error") or "unknown error")
+            self._ended()
+        self.version += 1
+
+    def _intervention(self, event: dict[str, Any], step: int | None) -> None:
+        name = str(event.get("name", ""))
+        new = event.get("new")
+        new = float(new) if isinstance(new, (int, float)) and not isinstance(new, bool) else None
+        old = event.get("old")
+        old = float(old) if isinstance(old, (int, float)) and not isinstance(old, bool) else None
+        self.interventions.append(Intervention(step if step is not None else (self.step or 0), name, old, new,
+                                               str(event.get("source", ""))))
+        if name in HYPERPARAMS and new is not None:
+            setattr(self, name, new)
+            self._hp_step[name] = step if step is not None else (self.step or 0)
+            if name == "weight_decay" and self.pending_weight_decay is not None and \
+                    math.isclose(new, self.pending_weight_decay, rel_tol=1e-9, abs_tol=1e-300):
+                self.pending_weight_decay = None
+        elif name in ("pause", "resume"):
+            self.paused = name == "pause"
+            self.pending_pause = None
+
+    def _forget_after(self, step: int) -> None:
+        """A resume from the checkpoint at `step`: what the old process did after it is not this timeline."""
+        if self._n and self._buf["step"][self._n - 1] > step:
+            self._truncate(step + 1)
+        self.interventions = [i for i in self.interventions if i.step <= step]
+        self._hp_step = {k: v for k, v in self._hp_step.items() if v <= step}
+        if self.t_fsd_online is not None and self.t_fsd_online > step:
+            self.t_fsd_online = None
+        if self.t_grok is not None and self.t_grok > step:
+            self.t_grok = None
+
+    def _ended(self) -> None:
+        self.paused = False
+        self.pending_weight_decay = self.pending_pause = None
+
+    def request(self, cmd: Command) -> None:
+        """Note a command sent to the trainer; the value shown changes only when its event comes back."""
+        if cmd.kind == "set_weight_decay":
+            self.pending_weight_decay = cmd.value
+        elif cmd.kind in ("pause", "resume"):
+            self.pending_pause = cmd.kind == "pause"
+        self.version += 1
+
+    # -- read ----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The kept rows' steps (float). A read-only view: valid until the next ingest, not to be kept."""
+        return self.column("step")
+
+    def column(self, name: str) -> np.ndarray:
+        """One metric over the kept rows, aligned with `steps`; NaN where null or never present.
+        A read-only view into the buffer (no copy per redraw): valid until the next ingest."""
+        buf = self._buf.get(name)
+        if buf is None:
+            return np.full(self._n, np.nan)
+        view = buf[: self._n]
+        view.flags.writeable = False
+        return view
+
+    def has(self, name: str) -> bool:
+        buf = self._buf.get(name)
+        return buf is not None and bool(np.isfinite(buf[max(0, self._n - 2000): self._n]).any())
+
+    @property
+    def latest_probe(self) -> dict[str, Any] | None:
+        return self.probes[-1] if self.probes else None
+
+    @property
+    def status(self) -> str:
+        """waiting, running, paused, finished or failed."""
+        if self.error is not None:
+            return "failed"
+        if self.finished is not None:
+            return "finished"
+        if self.paused:
+            return "paused"
+        return "running" if self.started or self._n else "waiting"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ("finished", "failed")
+
+    @property
+    def target_weight_decay(self) -> float | None:
+        """The weight decay the next `w`/`W` should scale: the pending request's value, else the current."""
+        return self.pending_weight_decay if self.pending_weight_decay is not None else self.weight_decay
+
+    @property
+    def target_paused(self) -> bool:
+        return self.pending_pause if self.pending_pause is not None else self.paused
+
+    def markers(self) -> list[Marker]:
+        """Vertical lines for the time plots: hyperparameter interventions, t_fsd (online), t_grok."""
+        out = [Marker(i.step, "intervention", f"{i.name} {i.new:g}")
+               for i in self.interventions if i.name in HYPERPARAMS and i.new is not None]
+        if self.t_fsd_online is not None:
+            out.append(Marker(self.t_fsd_online, "fsd", "t_fsd"))
+        if self.t_grok is not None:
+            out.append(Marker(self.t_grok, "grok", "t_grok"))
+        return out
