@@ -1,7 +1,7 @@
 """Training speed with the live TUI open against headless, same profile, side by side in one run.
 
-The app runs in a real pseudo-terminal (120x40) so that it renders as it would over SSH; headless runs
-go to a pipe. Rounds alternate the two; steps/s comes from each run's own metrics.jsonl (wall_s between
+Both run in a real pseudo-terminal (120x40), the app rendering as it would over SSH, headless drawing its
+progress bar. Rounds alternate the two; steps/s comes from each run's own metrics.jsonl (wall_s between
 its first and last evaluation), so start-up costs are excluded. Usage:
 
     python benchmarks/bench_tui.py [--profile quick] [--steps 1500] [--rounds 2]
@@ -17,7 +17,6 @@ import pty
 import select
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import termios
@@ -31,19 +30,15 @@ def rate(run_dir: Path) -> float:
     return (last["step"] - first["step"]) / (last["wall_s"] - first["wall_s"])
 
 
-def run_headless(profile: str, steps: int, out: Path) -> float:
-    subprocess.run([sys.executable, "-m", "grokmon", "run", profile, "--headless", "--out", str(out),
-                    "--steps", str(steps), "--set", "train.stop_after_grok=-1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return rate(out)
-
-
-def run_in_app(profile: str, steps: int, out: Path, size: tuple[int, int] = (40, 120)) -> float:
+def run_on_pty(profile: str, steps: int, out: Path, headless: bool, size: tuple[int, int] = (40, 120)) -> float:
+    """Both variants run the same way: a child in its own session on a pseudo-terminal (the kernel's
+    autogroup scheduler gives each session its own CPU share, so mixing ways would skew the ratio)."""
     pid, fd = pty.fork()
-    if pid == 0:  # child: the app on a real terminal
+    if pid == 0:  # child: grokmon on a real terminal (headless draws its progress bar there)
         os.environ["TERM"] = os.environ.get("TERM", "xterm-256color")
         os.execvp(sys.executable, [sys.executable, "-m", "grokmon", "run", profile, "--out", str(out),
-                                   "--steps", str(steps), "--set", "train.stop_after_grok=-1"])
+                                   "--steps", str(steps), "--set", "train.stop_after_grok=-1"]
+                  + (["--headless"] if headless else []))
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     summary = out / "summary.json"
     deadline = time.monotonic() + 1800
@@ -75,8 +70,8 @@ def main() -> None:
     ratios, app_rates, headless_rates = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            h = run_headless(args.profile, args.steps, Path(tmp) / f"headless{r}")
-            a = run_in_app(args.profile, args.steps, Path(tmp) / f"app{r}")
+            h = run_on_pty(args.profile, args.steps, Path(tmp) / f"headless{r}", headless=True)
+            a = run_on_pty(args.profile, args.steps, Path(tmp) / f"app{r}", headless=False)
             headless_rates.append(h)
             app_rates.append(a)
             ratios.append(a / h)

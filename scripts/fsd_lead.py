@@ -47,8 +47,35 @@ def run(args: argparse.Namespace) -> None:
                 cmd = ["run", "--resume", str(out)]
             else:
                 cmd = ["run", "fsd", "--headless", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
-            print(f"p={p} seed={seed}: grokmon {' '.join(cmd)}", flush=True)
-            subprocess.run([sys.executable, "-m", "grokmon", *cmd], check=False, env=os.environ.copy())
+            lock = _lock(out)
+            if lock is None:
+                print(f"p={p} seed={seed}: another runner has it", flush=True)
+                continue
+            try:
+                print(f"p={p} seed={seed}: grokmon {' '.join(cmd)}", flush=True)
+                subprocess.run([sys.executable, "-m", "grokmon", *cmd], check=False, env=os.environ.copy())
+            finally:
+                lock.unlink(missing_ok=True)
+
+
+def _lock(out: Path) -> Path | None:
+    """One runner per run directory, so several runners can share a grid; a dead runner's lock is taken over."""
+    lock = out.with_name(out.name + ".lock")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return None  # held by a live runner
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # stale
+                continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return lock
+    return None
 
 
 def _ints(text: str) -> list[int]:

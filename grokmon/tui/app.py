@@ -1,5 +1,5 @@
 """GrokmonApp: lays out the panels, turns keys into Commands for the source, folds its messages into a
-RunState and redraws on a timer (~2 Hz, never per message). Knows the source only by its small interface,
+RunState and redraws on a timer (1 Hz, never per message). Knows the source only by its small interface,
 and never changes a hyperparameter itself: it shows what the run's events say."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GrokmonApp(App[None]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, source: RunSource, *, redraw_interval: float = 0.5) -> None:
+    def __init__(self, source: RunSource, *, redraw_interval: float = 1.0) -> None:
         super().__init__()
         self.source = source
         self.state = RunState(source.config or None)
