@@ -80,3 +80,28 @@ async def test_watch_steers_a_headless_run_in_another_process(tmp_path: Path) ->
             proc.terminate()
             proc.wait(timeout=60)
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+
+
+async def test_a_crash_in_the_training_thread_shows_and_keeps_the_app_open(tmp_path: Path) -> None:
+    cfg = load_config("quick", ["train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=0"])
+    run = RunDir(tmp_path / "run")
+    engine = Engine(cfg, checkpointer=run)
+    original = engine.train_step
+
+    def explode():
+        if engine.step == 60:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return original()
+
+    engine.train_step = explode  # type: ignore[method-assign]
+    source = LiveSource(engine, run)
+    app = GrokmonApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: source.result is not None)
+        await pilot.pause(1.2)  # a redraw tick
+        assert app.is_running  # still open, so the user can read what happened
+        assert app.state.status == "failed" and "illegal memory access" in (app.state.error or "")
+        await pilot.press("q")
+    run.close()
+    assert "illegal memory access" in (run.path / "error.log").read_text()
+    assert json.loads((run.path / "summary.json").read_text())["status"] == "failed"
