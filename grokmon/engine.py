@@ -65,7 +65,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     """AdamW on every parameter (Nanda decays all of them); fused where this torch has it."""
     o = cfg.optim
     kwargs: dict[str, Any] = dict(lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
@@ -104,7 +104,7 @@ class Engine:
         self.train_tokens = self.tokens[self.train_idx]
         self.train_labels = self.labels[self.train_idx]
         self.model = Transformer(cfg.model, cfg.task.p).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.optimizer = make_optimizer(self.model, cfg)
         self.base_lr = cfg.optim.lr
         self.batch_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.step = 0

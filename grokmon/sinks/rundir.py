@@ -22,6 +22,7 @@ from grokmon.events import (
 from grokmon.metrics.grokking import (
     OnlineCeilingDetector, excluded_loss_baseline, fsd_ceiling_offline, grok_times, lead,
 )
+from grokmon.sinks.follow import JsonlFollower
 
 BEST_MAX = ("train_acc", "val_acc")
 BEST_MIN = ("train_loss", "val_loss")
@@ -41,19 +42,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every complete JSON line; a partial last line (a writer mid-write) is skipped."""
-    rows = []
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return rows
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return JsonlFollower(path).read_new()
 
 
 def is_run_dir(path: Path) -> bool:
