@@ -228,7 +228,10 @@ def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, h
     resume_step = int(resume_state["step"]) if resume_state is not None else None
     commands: queue.Queue[Command] = queue.Queue()
     engine = Engine(cfg, commands=commands, resume_state=resume_state)  # may raise before any file exists
-    run = RunDir(run_dir, resume_step=resume_step, eval_every=cfg.train.eval_every)
+    try:
+        run = RunDir(run_dir, resume_step=resume_step, eval_every=cfg.train.eval_every)
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory: {e.strerror or e}", source=str(run_dir)) from None
     engine.checkpointer = run
     engine.command_sources = [ControlFile(run_dir)]  # `grokmon watch` steers through RUN_DIR/control.jsonl
     if not headless and _has_terminal():

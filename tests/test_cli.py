@@ -104,6 +104,14 @@ def test_out_dir_that_holds_files_is_refused_and_kept(tmp_path: Path, tiny_profi
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_unwritable_run_directory_is_a_user_error(tmp_path: Path, tiny_profile: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert_user_error(run_cli("run", str(tiny_profile), "--out", str(blocker / "run")),
+                      "cannot write the run directory")
+    assert blocker.read_text() == "not a directory"
+
+
 def test_resume_of_something_that_is_not_a_run(tmp_path: Path) -> None:
     assert_user_error(run_cli("run", "--resume", str(tmp_path)), "not a grokmon run directory")
     (tmp_path / "config.json").write_text("{not json")
