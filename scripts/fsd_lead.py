@@ -96,7 +96,12 @@ def analyse(args: argparse.Namespace) -> None:
     statistics = {"overlap m=5 (default)": ("overlap", 5), "overlap m=3": ("overlap", 3),
                   "overlap m=n_key": ("overlap", None), "pearson": ("pearson", None)}
     table: dict[str, list[dict[str, Any]]] = {name: [] for name in statistics}
+    args.in_progress = []
     for d in runs:
+        if _status(d) != "completed":  # t_fsd needs the post-grokking FSD level: only finished runs count
+            rows = read_jsonl(d / "metrics.jsonl")
+            args.in_progress.append(f"{d.name} (status {_status(d)}, step {rows[-1]['step'] if rows else 0})")
+            continue
         cfg = json.loads((d / "config.json").read_text())
         rows = read_jsonl(d / "metrics.jsonl")
         spectra = read_jsonl(d / "spectra.jsonl")
@@ -164,6 +169,9 @@ def _markdown(table: dict[str, list[dict[str, Any]]], args: argparse.Namespace) 
              "`python scripts/fsd_lead.py run`. Paper: " + PAPER + ".", "",
              "t_grok: first evaluation with val_acc >= 0.95. t_fsd: offline FSD ceiling (SPEC 5). "
              "t_excluded: first sustained rise of the excluded loss after memorisation. lead = t_grok - t_fsd.", ""]
+    if args.in_progress:
+        lines += ["Not finished yet, so left out below (`python scripts/fsd_lead.py run` resumes them): "
+                  + ", ".join(args.in_progress) + ".", ""]
     for name, rows in table.items():
         leads = [r["lead"] for r in rows if r["lead"] is not None]
         k, n, p = sign_test(leads)
