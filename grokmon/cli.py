@@ -6,6 +6,7 @@ User mistakes (GrokmonError) become one line on stderr and exit status 2; bugs k
 from __future__ import annotations
 
 import argparse
+import asyncio
 import queue
 import signal
 import sys
@@ -21,6 +22,7 @@ from grokmon.errors import ConfigError, GrokmonError
 
 EXIT_USAGE = 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+APP_SIGNALS = {signal.SIGHUP: 129, signal.SIGTERM: 143}  # a dropped SSH link, a kill: stop cleanly
 RESUMABLE_SECTIONS = ("train", "metrics", "run")
 
 
@@ -267,16 +269,33 @@ def _train_in_app(engine: Any, run: Any) -> int:
     from grokmon.tui.source import LiveSource
 
     source = LiveSource(engine, run)
+    app = GrokmonApp(source)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        """The terminal is gone or we were told to go: stop training at the step boundary (checkpoint and
+        summary), and leave the app; the interpreter then waits for the trainer thread to finish."""
+        received.append(signum)
+        source.stop(source=f"signal:{signal.Signals(signum).name}")
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(app.exit)
+        except RuntimeError:
+            pass  # the app is not running (yet, or any more)
+
+    previous = {s: signal.signal(s, on_signal) for s in APP_SIGNALS}
     try:
-        GrokmonApp(source).run()
+        app.run()  # returns once the trainer thread has ended (the app stops it when it unmounts)
     finally:
-        if source.result is None:  # the app ended without a clean quit: stop at the next step boundary
-            source.stop()
-        run.close()  # the worker thread has returned: the interpreter waited for it
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        run.close()
     if source.result is None:
         print(f"grokmon: the app exited before training started; run directory {run.path}", file=sys.stderr)
         return 1
-    return _report_end(source.result, run.path)
+    if signal.SIGHUP in received:
+        return APP_SIGNALS[signal.SIGHUP]  # the terminal is gone: nobody to print the closing lines to
+    code = _report_end(source.result, run.path)
+    return APP_SIGNALS[signal.Signals(received[0])] if received else code
 
 
 def _report_end(result: Any, run_dir: Path) -> int:

@@ -300,6 +300,11 @@ class GrokmonApp(App[None]):
 
     # -- quitting ------------------------------------------------------------------------------
 
+    def on_unmount(self) -> None:
+        # However the app ends (a crash, a signal), the trainer thread must stop: the interpreter waits
+        # for it before exiting, and it writes its checkpoint and summary on the way out.
+        self.source.stop()
+
     async def action_quit(self) -> None:
         """q, ctrl+c and ctrl+q: stop the source, wait for the trainer to write its checkpoint and summary,
         then exit. A third press while stopping exits without waiting."""

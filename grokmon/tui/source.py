@@ -35,6 +35,7 @@ class LiveSource:
         self._app: App | None = None
         self._worker: Worker | None = None
         self._spectra: dict[str, list[float]] | None = None
+        self._stop_sent = False
 
     def start(self, app: App) -> None:
         self._app = app
@@ -71,9 +72,11 @@ class LiveSource:
     def send(self, cmd: Command) -> None:
         self.engine.commands.put(cmd)  # applied between steps on the trainer thread
 
-    def stop(self) -> None:
-        if self.result is None:
-            self.engine.commands.put(Command("stop", source="key:q"))
+    def stop(self, source: str = "key:q") -> None:
+        """Ask the trainer to stop at the next step boundary (checkpoint, summary); the first reason wins."""
+        if self.result is None and not self._stop_sent:
+            self._stop_sent = True
+            self.engine.commands.put(Command("stop", source=source))
 
     async def wait_stopped(self) -> None:
         if self._worker is None:
