@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,14 +36,15 @@ def run(args: argparse.Namespace) -> None:
     root = Path(args.root)
     for p in _ints(args.primes):
         for seed in _ints(args.seeds):
-            out = root / f"p{p}-s{seed}"
+            wd = dict(_wd_overrides(args.wd)).get(p)
+            out = root / (f"p{p}-s{seed}" + (f"-wd{wd:g}" if wd is not None else ""))
             summary = out / "summary.json"
             if summary.exists() and json.loads(summary.read_text()).get("status") == "completed":
                 print(f"p={p} seed={seed}: done already", flush=True)
                 continue
             sets = [f"task.p={p}", f"task.seed={seed}", f"model.seed={seed}",
                     f"train.stop_after_grok={args.after_grok}", f"train.max_steps={args.max_steps}"]
-            sets += [f"optim.weight_decay={wd}" for q, wd in _wd_overrides(args.wd) if q == p]
+            sets += [f"optim.weight_decay={wd}"] if wd is not None else []
             if checkpoints(out):
                 cmd = ["run", "--resume", str(out)]
             else:
@@ -139,9 +141,10 @@ def analyse(args: argparse.Namespace) -> None:
     print(out.read_text())
 
 
-def _order(d: Path) -> tuple[int, int]:
-    p, s = d.name[1:].split("-s")
-    return int(p), int(s)
+def _order(d: Path) -> tuple[int, int, str]:
+    """p71-s0, p53-s0-wd5: by prime, then seed, then the rest of the name."""
+    m = re.match(r"p(\d+)-s(\d+)(.*)", d.name)
+    return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else (0, 0, d.name)
 
 
 def _status(d: Path) -> str:
@@ -198,7 +201,7 @@ def main() -> None:
     r.add_argument("--root", default="runs/fsd_lead")
     r.add_argument("--after-grok", type=int, default=2000, help="steps after t_grok (FSD_post needs 2000)")
     r.add_argument("--max-steps", type=int, default=30000)
-    r.add_argument("--wd", default="", help="per-prime weight decay, e.g. '53:5'")
+    r.add_argument("--wd", default="", help="per-prime weight decay, e.g. '53:5' (run directory p53-s0-wd5)")
     r.set_defaults(func=run)
     a = sub.add_parser("analyse")
     a.add_argument("--root", default="runs/fsd_lead")
