@@ -231,7 +231,7 @@ def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, h
     commands: queue.Queue[Command] = queue.Queue()
     engine = Engine(cfg, commands=commands, resume_state=resume_state)  # may raise before any file exists
     try:
-        run = RunDir(run_dir, resume_step=resume_step, eval_every=cfg.train.eval_every)
+        run = RunDir(run_dir, resume_step=resume_step)
     except OSError as e:
         raise ConfigError(f"cannot write the run directory: {e.strerror or e}", source=str(run_dir)) from None
     engine.checkpointer = run

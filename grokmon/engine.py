@@ -150,7 +150,6 @@ class Engine:
             "schedule": {"base_lr": self.base_lr},
             "rng": rng,
             "t_grok": -1 if self.t_grok is None else self.t_grok,
-            "last_eval_step": self.last_eval_step,
             "fsd_history": [list(h) for h in self.fsd_history],
         }
 
@@ -164,11 +163,15 @@ class Engine:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.step = int(state["step"])
         self.wall_offset = float(state["wall_s"])
-        self.t_grok = None if int(state["t_grok"]) < 0 else int(state["t_grok"])
-        self.last_eval_step = int(state["last_eval_step"])
+        # A checkpoint may be taken before or after the evaluation at its own step, so a resumed run always
+        # evaluates that step again (deterministic: the same row) and forgets what it saw there.
+        t_grok = int(state["t_grok"])
+        self.t_grok = t_grok if 0 <= t_grok < self.step else None
+        self.last_eval_step = -1
         self.last_checkpoint_step = self.step
         for step, value, p_value in state.get("fsd_history", []):
-            self._observe_fsd(int(step), float(value), float(p_value))
+            if int(step) < self.step:
+                self._observe_fsd(int(step), float(value), float(p_value))
 
     # -- loop --------------------------------------------------------------------------------
 

@@ -129,31 +129,34 @@ def _metrics(path: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_jsonl(path / "metrics.jsonl")]
 
 
-@pytest.mark.parametrize("batch_size", [0, 32])
-def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path: Path, batch_size: int) -> None:
+@pytest.mark.parametrize(("batch_size", "stop_at"), [(0, 57), (32, 57), (0, 40)])
+def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path: Path, batch_size: int,
+                                                         stop_at: int) -> None:
+    """57: an off-schedule step. 40: the checkpoint at 40 is written before the evaluation at 40 (the
+    stop arrives just after it), so the resumed run must evaluate step 40 once, not twice."""
     cfg = tiny.replace("train", batch_size=batch_size, max_steps=140)
     full = RunDir(tmp_path / "full")
     Engine(cfg, [full], checkpointer=full).run()
     full.close()
 
-    # Interrupted run: stop at an off-schedule step (57), as Ctrl-C would, then resume from there.
+    # Interrupted run: stop as Ctrl-C would, then resume from there.
     part = RunDir(tmp_path / "part")
     engine = Engine(cfg, [part], checkpointer=part)
     original = engine.train_step
 
-    def stop_at_57() -> torch.Tensor:
+    def stop_then() -> torch.Tensor:
         out = original()
-        if engine.step == 57:
+        if engine.step == stop_at:
             engine.commands.put(Command("stop", source="signal:SIGINT"))
         return out
 
-    engine.train_step = stop_at_57  # type: ignore[method-assign]
+    engine.train_step = stop_then  # type: ignore[method-assign]
     assert engine.run().status == "interrupted"
     part.close()
     step, path = max(checkpoints(tmp_path / "part").items())
-    assert step == 57
+    assert step == stop_at
     state = load_checkpoint(path)
-    resumed = RunDir(tmp_path / "part", resume_step=step, eval_every=cfg.train.eval_every)
+    resumed = RunDir(tmp_path / "part", resume_step=step)
     Engine(cfg, [resumed], checkpointer=resumed, resume_state=state).run()
     resumed.close()
     assert _metrics(tmp_path / "part") == _metrics(tmp_path / "full")  # equal, not close
@@ -164,7 +167,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path:
     short.close()
     assert _metrics(tmp_path / "short")[-1]["step"] == 70
     state = load_checkpoint(checkpoints(tmp_path / "short")[70])
-    more = RunDir(tmp_path / "short", resume_step=70, eval_every=cfg.train.eval_every)
+    more = RunDir(tmp_path / "short", resume_step=70)
     Engine(cfg, [more], checkpointer=more, resume_state=state).run()
     more.close()
     assert _metrics(tmp_path / "short") == _metrics(tmp_path / "full")

@@ -81,7 +81,7 @@ def test_rows_carry_fourier_keys_and_resume_keeps_the_detector(tiny: Config, tmp
     part.close()
     state = load_checkpoint(checkpoints(tmp_path / "part")[100])
     assert len(state["fsd_history"]) == 3
-    more = RunDir(tmp_path / "part", resume_step=100, eval_every=cfg.train.eval_every)
+    more = RunDir(tmp_path / "part", resume_step=100)
     Engine(cfg, [more], checkpointer=more, resume_state=state).run()
     more.close()
     strip = lambda d: [{k: v for k, v in r.items() if k != "wall_s"} for r in read_jsonl(d / "metrics.jsonl")]  # noqa: E731

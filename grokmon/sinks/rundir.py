@@ -70,7 +70,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 class RunDir:
     """Writes one run's directory. Use as a sink (call it with events) and as the engine's Checkpointer."""
 
-    def __init__(self, path: Path, *, resume_step: int | None = None, eval_every: int = 1) -> None:
+    def __init__(self, path: Path, *, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
         self.rows: list[dict[str, Any]] = []
@@ -79,20 +79,16 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(exist_ok=True)
         if resume_step is not None:
-            self._truncate_metrics(resume_step, eval_every)
+            self._truncate(resume_step)
         self._metrics: IO[str] = (self.path / "metrics.jsonl").open("a", encoding="utf-8")
         self._events: IO[str] = (self.path / "events.jsonl").open("a", encoding="utf-8")
         self._spectra: IO[str] = (self.path / "spectra.jsonl").open("a", encoding="utf-8")
 
-    def _truncate_metrics(self, step: int, eval_every: int) -> None:
-        """On resume, keep the rows the resumed run would have written itself: up to its checkpoint step,
-        without an off-schedule final evaluation at that step (the uninterrupted run has none)."""
-        def kept(r: dict[str, Any]) -> bool:
-            s = r.get("step")
-            return isinstance(s, int) and (s < step or (s == step and step % eval_every == 0))
-
+    def _truncate(self, step: int) -> None:
+        """On resume, keep the rows from before the checkpoint's step: the resumed engine evaluates that
+        step again (if it is on schedule) and everything after it."""
         for name in ("metrics.jsonl", "spectra.jsonl"):
-            keep = [r for r in read_jsonl(self.path / name) if kept(r)]
+            keep = [r for r in read_jsonl(self.path / name) if isinstance(r.get("step"), int) and r["step"] < step]
             tmp = self.path / f"{name}.tmp"
             tmp.write_text("".join(dumps(r) + "\n" for r in keep))
             os.replace(tmp, self.path / name)
