@@ -21,11 +21,10 @@ from grokmon.errors import ConfigError
 from grokmon.events import (
     Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted, Sink,
 )
-from grokmon.metrics.grokking import OnlineCeilingDetector, phase
+from grokmon.metrics.grokking import GROKKED, OnlineCeilingDetector, phase
 from grokmon.metrics.probe import METRIC_KEYS, FourierProbe
 from grokmon.model import Transformer, loss_fn
 
-GROK_THRESHOLD = 0.95  # t_grok: first evaluation with val_acc >= this (SPEC section 5)
 STATE_VERSION = 1
 
 
@@ -321,7 +320,7 @@ class Engine:
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self._nonfinite(f"loss train={train_loss} val={val_loss} at step {self.step}")
             return False
-        if self.t_grok is None and val_acc >= GROK_THRESHOLD:
+        if self.t_grok is None and val_acc >= GROKKED:  # t_grok (SPEC section 5)
             self.t_grok = self.step
         extra: dict[str, Any] = {}
         spectra: dict[str, list[float]] = {}

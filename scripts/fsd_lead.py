@@ -26,6 +26,7 @@ import torch
 from grokmon.fourier import basis_for_op, freq_energy_1d, spectrum_share
 from grokmon.metrics.fsd import fsd
 from grokmon.metrics.grokking import excluded_loss_baseline, fsd_ceiling_offline, grok_times, lead, sign_test
+from grokmon.metrics.probe import null_rng
 from grokmon.metrics.progress import key_frequencies
 from grokmon.sinks.rundir import checkpoints, load_checkpoint, read_jsonl
 
@@ -120,8 +121,8 @@ def analyse(args: argparse.Namespace) -> None:
             for s in spectra:
                 names = [k for k in s if k != "step"]
                 e = np.array([s[k] for k in names])
-                rng = np.random.default_rng([cfg["model"]["seed"], s["step"]])
-                res = fsd(e[:-1], e[-1], n_perm=cfg["metrics"]["n_perm"], seed=rng, statistic=stat,
+                res = fsd(e[:-1], e[-1], n_perm=cfg["metrics"]["n_perm"],
+                          seed=null_rng(cfg["model"]["seed"], s["step"]), statistic=stat,
                           m=m if m is not None else max(1, n_key), alpha=alpha)
                 series.append((s["step"], res.fsd, res.p_value))
             st = [x[0] for x in series]

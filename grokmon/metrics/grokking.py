@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GROK_THRESHOLDS = (0.5, 0.95, 0.99)
 MEMORISED = 0.99  # train accuracy that counts as memorised (train acc ~1)
 GROKKED = 0.95  # val accuracy that defines t_grok
+GROK_THRESHOLDS = (0.5, GROKKED, 0.99)  # the recorded crossings: t_grok_50, t_grok, t_grok_99
 
 Series = Sequence[float] | np.ndarray
 

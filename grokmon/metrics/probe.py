@@ -59,10 +59,8 @@ class FourierProbe:
         spectra = self.spectra(params, cache)
         names = list(spectra)
         e = torch.stack([spectra[n] for n in names]).cpu().numpy()  # [C + 1, K]
-        # One permutation stream per checkpoint: the same run gives the same p-values, resumed or not.
-        rng = np.random.default_rng([self.seed, step])
-        res = fsd(e[:-1], e[-1], n_perm=self.n_perm, seed=rng, statistic=self.statistic, m=self.top_m,
-                  alpha=self.alpha)
+        res = fsd(e[:-1], e[-1], n_perm=self.n_perm, seed=null_rng(self.seed, step),
+                  statistic=self.statistic, m=self.top_m, alpha=self.alpha)
         W_L = _neuron_logit_map(params)  # [d_mlp, p] or None
         embed_share = spectrum_share(spectra["embed"])
         wl_share = spectrum_share(freq_energy_1d(self.basis, W_L.T)) if W_L is not None else None
@@ -79,6 +77,12 @@ class FourierProbe:
         }
         return ProbeResult(metrics=metrics, spectra={n: e[i].tolist() for i, n in enumerate(names)},
                            key_freqs=keys)
+
+
+def null_rng(seed: int, step: int) -> np.random.Generator:
+    """The FSD null's permutations at one checkpoint: the same run gives the same p-values, resumed or
+    not, and an offline recomputation from spectra.jsonl draws the same null."""
+    return np.random.default_rng([seed, step])
 
 
 def _neuron_logit_map(params: Mapping[str, torch.Tensor]) -> torch.Tensor | None:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from grokmon.events import Command
+from grokmon.metrics.grokking import GROKKED
 
-GROK_ACC = 0.95  # t_grok: the first evaluation with val_acc >= this (SPEC section 5)
 HYPERPARAMS = ("weight_decay", "lr")  # interventions drawn as markers on the time plots
 KEEP_PROBES = 64  # top-frequency rows kept, so a resumed run's replaced rows can fall back to older ones
 
@@ -150,7 +150,7 @@ class RunState:
         if isinstance(row.get("phase"), str):
             self.phase = row["phase"]
         acc = row.get("val_acc")
-        if self.t_grok is None and isinstance(acc, (int, float)) and acc >= GROK_ACC:
+        if self.t_grok is None and isinstance(acc, (int, float)) and acc >= GROKKED:  # t_grok (SPEC section 5)
             self.t_grok = step
         if row.get("top_freqs") is not None:
             self.probes.append(row)
