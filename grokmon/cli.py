@@ -23,7 +23,7 @@ from grokmon.errors import ConfigError, GrokmonError
 EXIT_USAGE = 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 APP_SIGNALS = {signal.SIGHUP: 129, signal.SIGTERM: 143}  # a dropped SSH link, a kill: stop cleanly
-RESUMABLE_SECTIONS = ("train", "metrics", "run")
+RESUMABLE_SECTIONS = ("train", "metrics", "schedule", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
                                        "job) and steer it: keys append commands to RUN_DIR/control.jsonl.")
     watch.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     watch.set_defaults(func=cmd_watch)
+
+    fork = sub.add_parser("fork", help="branch a run at its FSD ceiling into weight-decay branches; fit dt = C/lambda",
+                          description="Fork RUN_DIR at its FSD ceiling (or a step) into headless branches that "
+                                      "differ only in weight decay; run each to grokking and fit dt = C / lambda. "
+                                      "Writes RUN_DIR/forks/: a run directory per branch, fork.json and fork.md. "
+                                      "Run it again to finish branches that were interrupted.")
+    fork.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    fork.add_argument("--at", default="fsd-ceiling", metavar="fsd-ceiling|STEP",
+                      help="fork step: the run's FSD ceiling (offline t_fsd; the online detector's step if the "
+                           "offline one is not before t_grok) or a step number (default: fsd-ceiling)")
+    fork.add_argument("--wd", default="0.5,1,1.5,2,3,5", metavar="L1,L2,...",
+                      help="branch weight decays (default: 0.5,1,1.5,2,3,5)")
+    fork.add_argument("--relative", action="store_true",
+                      help="--wd values are multiples of the weight decay in force at the fork (lambda0)")
+    fork.add_argument("--jobs", type=int, default=1, metavar="N", help="branches run at once, one process each")
+    fork.add_argument("--after-grok", type=int, default=500, metavar="STEPS",
+                      help="keep a branch training this long after it groks, to judge its stability (default 500)")
+    fork.add_argument("--eval-every", type=int, metavar="STEPS",
+                      help="branch evaluation interval; dt is measured to this resolution (default: the run's)")
+    fork.add_argument("--max-steps", type=int, metavar="N", help="step limit per branch (default: the run's)")
+    fork.add_argument("--out", type=Path, metavar="DIR", help="where the branches go (default: RUN_DIR/forks)")
+    fork.set_defaults(func=cmd_fork)
+
+    sweep = sub.add_parser("sweep", help="every combination of --grid values and --seeds, headless, with a summary",
+                           description="Run PROFILE for every combination of --grid values and --seeds into one "
+                                       "sweep directory and summarise t_grok, t_fsd and the lead (sweep.md, "
+                                       "sweep.json). Run it again with the same arguments and --out to finish "
+                                       "runs that were interrupted.")
+    sweep.add_argument("profile", metavar="PROFILE", help="profile name or path")
+    sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                       help="values to sweep; repeatable (e.g. --grid task.p=53,71,97)")
+    sweep.add_argument("--seeds", default="0", metavar="S1,S2,...",
+                       help="seeds; seed s sets task.seed, model.seed and train.seed (default: 0)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a profile value for every run; repeatable")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at once, one process each")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local processes, or tasks on a Ray cluster (pip install 'grokmon[ray]')")
+    sweep.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster address (default: RAY_ADDRESS, else a new local Ray instance)")
+    sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep directory (default: runs/sweep-<profile>-<time>/)")
+    sweep.set_defaults(func=cmd_sweep)
 
     profiles = sub.add_parser("profiles", help="list the shipped profiles, one line each")
     profiles.set_defaults(func=cmd_profiles)
@@ -105,6 +147,68 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from grokmon.tui.source import WatchSource
 
     GrokmonApp(WatchSource(args.run_dir)).run()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# fork and sweep
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check_jobs(n: int) -> None:
+    if n < 1:
+        raise ConfigError(f"expected an integer >= 1, got {n}", source="--jobs")
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    from grokmon.experiments.fork import fit_line, fork_table, parse_wd_list, run_fork
+
+    _check_jobs(args.jobs)
+    if args.after_grok < 0:
+        raise ConfigError(f"expected an integer >= 0, got {args.after_grok}", source="--after-grok")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise ConfigError(f"expected an integer >= 1, got {args.eval_every}", source="--eval-every")
+    report = run_fork(args.run_dir, at=args.at, wds=parse_wd_list(args.wd), relative=args.relative, out=args.out,
+                      eval_every=args.eval_every, after_grok=args.after_grok, max_steps=args.max_steps,
+                      n_jobs=args.jobs, log=_log)
+    out = args.out if args.out is not None else args.run_dir / "forks"
+    print(fork_table(report))
+    print(fit_line(report["fit"]))
+    if sys.stdout.isatty():
+        import os
+        import shutil
+
+        from grokmon.tui.fork_plot import fork_plot
+
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+        print(fork_plot(report, width=width, height=18, color="NO_COLOR" not in os.environ))
+    _log(f"grokmon: fork written to {out / 'fork.json'} and {out / 'fork.md'}")
+    unfinished = [b["name"] for b in report["branches"] if b["status"] != "completed"]
+    if unfinished:
+        _log(f"grokmon: not finished: {', '.join(unfinished)}; run the same command again to continue them")
+        return 1
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from grokmon.experiments.sweep import parse_seeds, run_sweep
+
+    _check_jobs(args.jobs)
+    if not args.grid:
+        raise ConfigError("expected at least one --grid SECTION.KEY=V1,V2,...", source="grokmon sweep")
+    if args.address and args.backend != "ray":
+        raise ConfigError("only applies to --backend ray", source="--address")
+    report = run_sweep(args.profile, args.grid, parse_seeds(args.seeds), out=args.out, overrides=args.overrides,
+                       n_jobs=args.jobs, backend=args.backend, address=args.address, log=_log)
+    print((Path(report["sweep_dir"]) / "sweep.md").read_text(), end="")
+    unfinished = [r["name"] for r in report["runs"] if r["status"] != "completed"]
+    if unfinished:
+        _log(f"grokmon: not finished: {', '.join(unfinished)}; run the same command with "
+             f"--out {report['sweep_dir']} to continue them")
+        return 1
     return 0
 
 

@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 OPS = ("add", "sub", "mul", "div")
+WD_SCHEDULES = ("constant", "fsd", "step")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    # Weight decay over the run (SPEC section 6): "constant"; "fsd" raises it to kappa * optim.weight_decay
+    # when the online FSD ceiling detector fires; "step" raises it to the same value at step `at_step`.
+    weight_decay: str = "constant"
+    kappa: float = 2.0
+    at_step: int = 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = ""  # run-directory prefix; empty = the profile's name
     runs_dir: str = "runs"
@@ -92,6 +102,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
     profile: str = "default"
     description: str = ""
@@ -108,7 +119,7 @@ class Config:
 
 _SECTION_TYPES = {
     "task": TaskConfig, "model": ModelConfig, "optim": OptimConfig,
-    "train": TrainConfig, "metrics": MetricsConfig, "run": RunConfig,
+    "train": TrainConfig, "metrics": MetricsConfig, "schedule": ScheduleConfig, "run": RunConfig,
 }
 _TOP_KEYS = ("description",)
 
@@ -345,6 +356,16 @@ def validate(cfg: Config, source: str) -> None:
         raise bad("metrics.fsd_statistic", "'overlap' or 'pearson'", me.fsd_statistic)
     if me.fsd_top_m < 1:
         raise bad("metrics.fsd_top_m", "an integer >= 1", me.fsd_top_m)
+    sc = cfg.schedule
+    if sc.weight_decay not in WD_SCHEDULES:
+        raise bad("schedule.weight_decay", "one of " + ", ".join(f"'{w}'" for w in WD_SCHEDULES), sc.weight_decay)
+    if not (math.isfinite(sc.kappa) and sc.kappa > 0):
+        raise bad("schedule.kappa", "a number > 0 (the new weight decay is kappa * optim.weight_decay)", sc.kappa)
+    if sc.weight_decay == "step" and sc.at_step < 1:
+        raise bad("schedule.at_step", "an integer >= 1 for schedule.weight_decay = 'step'", sc.at_step)
+    if sc.weight_decay == "fsd" and me.metrics_every == 0:
+        raise bad("metrics.metrics_every", "an integer >= 1: schedule.weight_decay = 'fsd' needs the FSD probe",
+                  me.metrics_every)
     if not r.wd_factor > 1.0:
         raise bad("run.wd_factor", "a number > 1", r.wd_factor)
     if "/" in r.name or r.name.startswith("."):

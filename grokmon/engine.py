@@ -110,6 +110,7 @@ class Engine:
         self.t_grok: int | None = None
         self.last_eval_step = -1
         self.last_checkpoint_step = -1
+        self._schedule_applied_at = -1
         self.wall_offset = 0.0
         self._t0 = time.perf_counter()
         self._resumed = resume_state is not None
@@ -203,6 +204,7 @@ class Engine:
             if self.step % tr.eval_every == 0 and self.step != self.last_eval_step:
                 if not self.evaluate():
                     return "diverged", "non-finite loss"
+            self._apply_schedule()
             stop = self._stop_step()
             if self.step >= stop:
                 break
@@ -271,6 +273,23 @@ class Engine:
             status = "interrupted" if cmd.source.startswith("signal") else "stopped"
             return status, cmd.source
         return None
+
+    def _apply_schedule(self) -> None:
+        """schedule.weight_decay: raise weight decay to kappa * lambda0 once, at the online FSD ceiling ("fsd")
+        or at a fixed step ("step"), as an Intervention like a manual one. Runs after the evaluation of a step,
+        so a resumed run re-evaluates that step and decides again; a later checkpoint already holds the new
+        value in its optimizer state."""
+        sc = self.cfg.schedule
+        if sc.weight_decay == "fsd":
+            due = self.detector.fired_at is not None and self.detector.fired_at == self.step
+        elif sc.weight_decay == "step":
+            due = self.step == sc.at_step
+        else:
+            return
+        if due and self.step != self._schedule_applied_at:
+            self._schedule_applied_at = self.step
+            self.apply(Command("set_weight_decay", sc.kappa * self.cfg.optim.weight_decay,
+                               source=f"schedule:{sc.weight_decay}"))
 
     def scheduled_lr(self) -> float:
         """The learning rate of the next step: base_lr with a linear warm-up over warmup_steps."""

@@ -37,3 +37,12 @@ def test_quick_profile_groks(tmp_path: Path) -> None:
     report = run_cli("report", str(out), "--json")
     assert report.returncode == 0
     assert json.loads(report.stdout)["t_grok"] == summary["t_grok"]
+
+    # The weight-decay fork at the FSD ceiling: more weight decay, earlier grokking (SPEC section 6).
+    fork = run_cli("fork", str(out), "--wd", "1,2", "--eval-every", "25", "--after-grok", "0", timeout=600)
+    assert fork.returncode == 0, fork.stderr
+    result = json.loads((out / "forks" / "fork.json").read_text())
+    assert result["fork_step"] in (summary["t_fsd"], summary["t_fsd_online"])
+    one, two = result["branches"]
+    assert one["stable"] and two["stable"] and 0 < two["dt"] < one["dt"]
+    assert result["fit"]["n_fit"] == 2 and result["fit"]["monotone"]

@@ -1,0 +1,323 @@
+"""`grokmon fork`: branch a run at its FSD ceiling (or a step) into runs that differ only in weight decay,
+then fit dt = C / lambda (SPEC section 6). Writes RUN_DIR/forks/: a run directory per branch, fork.json and
+fork.md. The analysis is a pure function of the branches' metrics rows (`analyse_fork`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from grokmon.config import Config, config_from_json
+from grokmon.errors import ConfigError
+from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs
+from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse
+from grokmon.metrics.grokking import GROKKED, crossing_step
+
+DEFAULT_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+FORK_POINT = "fork_point.pt"
+
+
+@dataclass(frozen=True)
+class ForkPoint:
+    step: int
+    rule: str  # how the step was chosen, for fork.json
+
+
+def parse_wd_list(text: str, source: str = "--wd") -> tuple[float, ...]:
+    """'0.5,1,2' -> (0.5, 1.0, 2.0): distinct numbers > 0."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"expected comma-separated numbers > 0, got {part.strip()!r}", source=source) from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"expected comma-separated numbers > 0, got {part.strip()!r}", source=source)
+        values.append(value)
+    if len(set(values)) != len(values):
+        raise ConfigError(f"expected distinct values, got {text!r}", source=source)
+    return tuple(values)
+
+
+def resolve_fork_step(rows: list[dict[str, Any]], events: dict[str, Any], at: str) -> ForkPoint:
+    """--at fsd-ceiling: the offline t_fsd, or the online detector's step when the offline ceiling comes at or
+    after t_grok (the base grokked first); --at STEP: that step. Either must be before the base's t_grok."""
+    t_grok = events.get("t_grok")
+    if at == "fsd-ceiling":
+        candidates = [("offline t_fsd", events.get("t_fsd")), ("online FSD detector", events.get("t_fsd_online"))]
+        usable = [(rule, s) for rule, s in candidates if s is not None and (t_grok is None or s < t_grok)]
+        if not usable:
+            found = ", ".join(f"{rule} {s}" for rule, s in candidates if s is not None) or "no FSD ceiling"
+            raise ConfigError(f"has no FSD ceiling before t_grok {t_grok} ({found}); give --at STEP",
+                              source="--at fsd-ceiling")
+        rule, step = usable[0]
+        if rule != candidates[0][0]:
+            rule += f" (offline t_fsd {events.get('t_fsd')} is not before t_grok {t_grok})"
+        return ForkPoint(int(step), rule)
+    try:
+        step = int(at)
+    except ValueError:
+        raise ConfigError(f"expected 'fsd-ceiling' or a step number, got {at!r}", source="--at") from None
+    last = rows[-1]["step"] if rows else 0
+    if not 0 < step <= last:
+        raise ConfigError(f"expected a step in 1..{last} (the run's last evaluation), got {step}", source="--at")
+    if t_grok is not None and step >= t_grok:
+        raise ConfigError(f"step {step} is not before the run's t_grok {t_grok}: the branches would have "
+                          "nothing left to grok", source="--at")
+    return ForkPoint(step, "given step")
+
+
+def weight_decay_at(rows: list[dict[str, Any]], step: int, default: float) -> float:
+    """lambda0: the weight decay in force at the fork (a manual intervention before it counts)."""
+    before = [r for r in rows if r["step"] <= step and isinstance(r.get("weight_decay"), (int, float))]
+    return float(before[-1]["weight_decay"]) if before else default
+
+
+def branch_name(wd: float) -> str:
+    return f"wd_{wd:g}"
+
+
+def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], step: int, out: Path) -> Path:
+    """A full training state at `step`: the run's checkpoint there, or its last checkpoint before it replayed
+    to the step (bit-for-bit: the replay is a resume), saved as out/fork_point.pt."""
+    import torch
+
+    from grokmon.engine import Engine
+    from grokmon.sinks.rundir import checkpoints, load_checkpoint
+
+    found = checkpoints(run_dir)
+    if step in found:
+        return found[step]
+    target = out / FORK_POINT
+    if target.is_file():
+        saved = load_checkpoint(target)
+        if int(saved.get("step", -1)) == step:
+            return target
+    earlier = [s for s in found if s < step]
+    if not earlier:
+        raise ConfigError(f"has no checkpoint at or before step {step} to fork from", source=str(run_dir))
+    base = max(earlier)
+    replay = cfg.replace("train", max_steps=step, stop_after_grok=-1, eval_every=10**9)
+    replay = replay.replace("metrics", metrics_every=0).replace("schedule", weight_decay="constant")
+    engine = Engine(replay, resume_state=load_checkpoint(found[base]))
+    result = engine.run()
+    if result.status != "completed" or engine.step != step:
+        raise ConfigError(f"could not replay from step {base} to {step}: {result.status} {result.error}",
+                          source=str(run_dir))
+    state = engine.state()
+    # The replay ran without the probe: the FSD history and t_grok come from the run's own rows.
+    state["fsd_history"] = [[r["step"], r["fsd"], r["fsd_p"]] for r in rows
+                            if r["step"] < step and isinstance(r.get("fsd"), (int, float))
+                            and isinstance(r.get("fsd_p"), (int, float))]
+    t_grok = crossing_step([r["step"] for r in rows if r["step"] < step],
+                           [r.get("val_acc", 0.0) for r in rows if r["step"] < step], GROKKED)
+    state["t_grok"] = -1 if t_grok is None else t_grok
+    state["wall_s"] = float(next((r["wall_s"] for r in rows if r["step"] == step), state["wall_s"]))
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (FORK_POINT + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def branch_config(cfg: Config, *, eval_every: int | None, after_grok: int, max_steps: int | None) -> Config:
+    """The parent's config for a branch: every evaluation probed (the memorisation norm at t_grok needs
+    weight_norm there), no schedule of its own, stop `after_grok` steps after grokking."""
+    out = cfg.replace("train", stop_after_grok=after_grok, max_steps=max_steps or cfg.train.max_steps,
+                      eval_every=eval_every or cfg.train.eval_every)
+    return out.replace("metrics", metrics_every=1).replace("schedule", weight_decay="constant")
+
+
+# ---------------------------------------------------------------------------------------------
+# analysis (pure)
+
+
+def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One branch's line of fork.json from its metrics rows (the parent's rows before the fork included)."""
+    evals = [r for r in rows if isinstance(r.get("val_acc"), (int, float))]
+    after = [r for r in evals if r["step"] >= fork_step]
+    at_fork = next((r for r in reversed(evals) if r["step"] <= fork_step), None)  # the last look before it
+    t_grok = crossing_step([r["step"] for r in after], [r["val_acc"] for r in after], GROKKED)
+    later = [r for r in after if r["step"] > fork_step]
+    fork_loss = at_fork["train_loss"] if at_fork else float("nan")
+    stab = branch_stability(fork_loss, [r["train_acc"] for r in later], [r["train_loss"] for r in later])
+    grok_row = next((r for r in after if r["step"] == t_grok), None)
+    norm_sq = grok_row.get("weight_norm") if grok_row else None
+    return {
+        "weight_decay": wd,
+        "t_grok": t_grok,
+        "dt": None if t_grok is None else t_grok - fork_step,
+        "stable": stab.stable,
+        "unstable_reason": stab.reason,
+        "min_train_acc": stab.min_train_acc,
+        "max_loss_ratio": stab.max_loss_ratio,
+        # ||theta||_2 at t_grok (the probe's weight_norm is the sum of squares)
+        "mem_norm": math.sqrt(norm_sq) if isinstance(norm_sq, (int, float)) else None,
+        "last_step": rows[-1]["step"] if rows else None,
+    }
+
+
+def analyse_fork(fork_step: int, branches: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fit over the branches that grokked and stayed stable (SPEC section 6)."""
+    used = [b for b in branches if b["stable"] and b["dt"] is not None and b["weight_decay"] > 0
+            and b.get("status", "completed") == "completed"]
+    out: dict[str, Any] = {"n_fit": len(used), "C": None, "r2": None, "monotone": None, "mem_norm_cv": None,
+                           "excluded": [b["weight_decay"] for b in branches if b not in used]}
+    if used:
+        fit = fit_inverse([b["weight_decay"] for b in used], [b["dt"] for b in used])
+        out.update(C=fit.c, r2=fit.r2, monotone=fit.monotone)
+        norms = [b["mem_norm"] for b in used if b["mem_norm"] is not None]
+        out["mem_norm_cv"] = coefficient_of_variation(norms)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the verb
+
+
+def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, out: Path | None = None,
+              eval_every: int | None = None, after_grok: int = 500, max_steps: int | None = None,
+              threads: int = 0) -> tuple[dict[str, Any], list[RunJob], Config]:
+    """Check the inputs and build the branch jobs (and the fork point state). No branch trains here."""
+    from grokmon.sinks.rundir import is_run_dir, read_jsonl, run_events
+
+    if not is_run_dir(run_dir):
+        raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
+    cfg = config_from_json(run_dir / "config.json")
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)]
+    if not rows:
+        raise ConfigError("has no evaluations yet (metrics.jsonl is empty)", source=str(run_dir))
+    events = run_events(rows, cfg.metrics.alpha)
+    point = resolve_fork_step(rows, events, at)
+    lam0 = weight_decay_at(rows, point.step, cfg.optim.weight_decay)
+    if relative and lam0 <= 0:
+        raise ConfigError(f"--relative needs a weight decay > 0 at the fork, got {lam0}", source="--relative")
+    absolute = [round(w * lam0, 12) if relative else w for w in wds]
+    out = out if out is not None else run_dir / "forks"
+    plan = {
+        "run_dir": str(run_dir), "fork_step": point.step, "fork_rule": point.rule, "lambda0": lam0,
+        "relative": relative, "grid": list(wds), "weight_decays": absolute,
+        "parent": {k: events.get(k) for k in ("t_grok", "t_fsd", "t_fsd_online")},
+        "after_grok": after_grok,
+    }
+    old = read_json(out / "fork.json")
+    if old is not None and old.get("fork_step") != point.step:
+        raise ConfigError(f"already holds a fork at step {old.get('fork_step')} (this one is at {point.step}); "
+                          "move it away or pass --out", source=str(out))
+    if point.step <= rows[-1]["step"] and max_steps is not None and max_steps <= point.step:
+        raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}", source="--max-steps")
+    bcfg = branch_config(cfg, eval_every=eval_every, after_grok=after_grok, max_steps=max_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    state = fork_point_state(run_dir, cfg, rows, point.step, out)
+    plan["fork_state"] = str(state)
+    jobs = [RunJob(name=branch_name(w), run_dir=str(out / branch_name(w)), config=bcfg.to_dict(),
+                   start_state=str(state), start_commands=(("set_weight_decay", w, "fork"),),
+                   history_from=str(run_dir), threads=threads) for w in absolute]
+    return plan, jobs, bcfg
+
+
+def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence[JobResult]) -> dict[str, Any]:
+    """fork.json's content: the plan, one line per branch and the fit."""
+    from grokmon.sinks.rundir import read_jsonl
+
+    status = {r.name: r.status for r in results}
+    branches = []
+    for job, wd in zip(jobs, plan["weight_decays"]):
+        rows = [r for r in read_jsonl(Path(job.run_dir) / "metrics.jsonl") if isinstance(r.get("step"), int)]
+        line = analyse_branch(plan["fork_step"], wd, rows)
+        summary = read_summary(Path(job.run_dir)) or {}
+        st = status.get(job.name)
+        line.update(name=job.name, run_dir=job.run_dir,
+                    status=summary.get("status", "not-started") if st in (None, "skipped-done") else st)
+        branches.append(line)
+    return {**plan, "branches": branches, "fit": analyse_fork(plan["fork_step"], branches)}
+
+
+def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, out: Path | None = None,
+             eval_every: int | None = None, after_grok: int = 500, max_steps: int | None = None, n_jobs: int = 1,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Plan, run every branch (finished ones are kept), analyse, and write fork.json and fork.md."""
+    cpus = os.cpu_count() or 1
+    threads = max(1, cpus // n_jobs) if n_jobs > 1 else 0
+    plan, jobs, _ = plan_fork(run_dir, at=at, wds=wds, relative=relative, out=out, eval_every=eval_every,
+                              after_grok=after_grok, max_steps=max_steps, threads=threads)
+    out_dir = out if out is not None else run_dir / "forks"
+    log(f"fork of {run_dir} at step {plan['fork_step']} ({plan['fork_rule']}), lambda0 {plan['lambda0']:g}: "
+        f"{len(jobs)} branches in {out_dir}")
+
+    def on_done(r: JobResult) -> None:
+        grok = f"t_grok {r.t_grok}" if r.t_grok is not None else "no t_grok"
+        log(f"  {r.name}: {r.status}, {grok}" + (f" ({r.wall_s:.0f} s)" if r.wall_s else "")
+            + (f" - {r.error}" if r.error else ""))
+
+    results = run_jobs(jobs, n_jobs=n_jobs, on_done=on_done)
+    report = collect_fork(plan, jobs, results)
+    write_fork(out_dir, report)
+    return report
+
+
+
+def write_fork(out_dir: Path, report: dict[str, Any]) -> None:
+    from grokmon.sinks.rundir import write_json_atomic
+
+    write_json_atomic(out_dir / "fork.json", report)
+    tmp = out_dir / "fork.md.tmp"
+    tmp.write_text(fork_markdown(report))
+    os.replace(tmp, out_dir / "fork.md")
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return format(value, spec) if spec else str(value)
+
+
+def fork_table(report: dict[str, Any]) -> str:
+    lines = ["| lambda | status | t_grok | dt | stable | memorisation norm | min train acc | max loss ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for b in report["branches"]:
+        stable = _fmt(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
+        lines.append(f"| {b['weight_decay']:g} | {b['status']} | {_fmt(b['t_grok'])} | {_fmt(b['dt'])} | {stable} | "
+                     f"{_fmt(b['mem_norm'], '.2f')} | {_fmt(b['min_train_acc'], '.4f')} | "
+                     f"{_fmt(b['max_loss_ratio'], '.3g')} |")
+    return "\n".join(lines)
+
+
+def fit_line(fit: dict[str, Any]) -> str:
+    if not fit["n_fit"]:
+        return "fit: no branch grokked stably; nothing to fit"
+    return (f"fit dt = C / lambda over {fit['n_fit']} branches: C = {fit['C']:.1f}, R^2 = {_fmt(fit['r2'], '.3f')}, "
+            f"dt strictly falling with lambda: {_fmt(fit['monotone'])}, "
+            f"CV of the memorisation norm: {_fmt(fit['mem_norm_cv'], '.3f')}")
+
+
+def fork_markdown(report: dict[str, Any]) -> str:
+    from grokmon.tui.fork_plot import fork_plot
+
+    parent = report["parent"]
+    plot = fork_plot(report, width=72, height=18, color=False)
+    return "\n".join([
+        f"# Weight-decay fork of `{report['run_dir']}`",
+        "",
+        f"Fork at step {report['fork_step']} ({report['fork_rule']}); lambda0 = {report['lambda0']:g}; "
+        f"parent t_grok {_fmt(parent.get('t_grok'))}, t_fsd {_fmt(parent.get('t_fsd'))}, "
+        f"online {_fmt(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
+        "its train acc falls below 0.99 or its train loss rises above 10x its value at the fork; unstable "
+        "branches and branches that did not grok are left out of the fit. Memorisation norm: ||theta||_2 at "
+        "the branch's t_grok.",
+        "",
+        fork_table(report),
+        "",
+        fit_line(report["fit"]),
+        "",
+        "```",
+        plot.rstrip(),
+        "```",
+        "",
+    ])

@@ -1,0 +1,331 @@
+"""Headless runs as jobs: one run directory each, run in this process, in parallel local processes, or as
+Ray tasks. Shared by `grokmon fork` and `grokmon sweep`.
+
+A job is plain data (a config dict, a run directory, an optional starting state) so it crosses process and
+machine boundaries. Re-running the same jobs skips finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from grokmon.errors import ConfigError
+
+HISTORY_FILES = ("metrics.jsonl", "spectra.jsonl", "events.jsonl")
+LOCK_FILE = ".lock"  # held (flock) by the process training the run
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class RunJob:
+    name: str
+    run_dir: str
+    config: dict[str, Any]  # Config.to_dict()
+    start_state: str | None = None  # a full training state to start from (a fork point), else from scratch
+    start_commands: tuple[tuple[str, float, str], ...] = ()  # (kind, value, source), applied before step 1
+    history_from: str | None = None  # a run directory whose rows before the start state's step are copied
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JobResult:
+    name: str
+    run_dir: str
+    status: str  # completed, stopped, interrupted, diverged, failed, skipped-done
+    t_grok: int | None = None
+    wall_s: float = 0.0
+    error: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None if it is missing, unreadable or not an object."""
+    try:
+        out = json.loads(Path(path).read_text())
+        return out if isinstance(out, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(Path(run_dir) / "summary.json")
+
+
+def is_done(run_dir: Path) -> bool:
+    """A finished run: summary.json says completed (grokked or reached its step limit)."""
+    summary = read_summary(run_dir)
+    return summary is not None and summary.get("status") == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# one job, in this process
+
+
+def run_job(job: RunJob, *, handle_signals: bool = True) -> JobResult:
+    """Run (or finish) one job's run directory. SIGINT/SIGTERM/SIGHUP stop it cleanly at a step boundary."""
+    run_dir = Path(job.run_dir)
+    if is_done(run_dir):
+        summary = read_summary(run_dir) or {}
+        return JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), 0.0, summary=summary)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        try:  # two `grokmon fork`/`sweep` on one directory share the work instead of training a run twice
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return JobResult(job.name, job.run_dir, "busy", error="another process is training it")
+        try:
+            return _run_locked(job, run_dir, handle_signals)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_locked(job: RunJob, run_dir: Path, handle_signals: bool) -> JobResult:
+    import torch
+
+    from grokmon.config import from_dict
+    from grokmon.engine import Engine
+    from grokmon.events import Command
+    from grokmon.sinks.follow import ControlFile
+    from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint
+
+    if is_done(run_dir):  # finished by another process while we waited for the lock
+        summary = read_summary(run_dir) or {}
+        return JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), 0.0, summary=summary)
+    if job.threads > 0:
+        torch.set_num_threads(job.threads)
+    cfg = from_dict(job.config, source=f"{job.name} config", profile=str(job.config.get("profile", "custom")))
+    own = checkpoints(run_dir)
+    commands: list[Command] = []
+    if own:  # interrupted earlier: continue from this run's own last checkpoint
+        state = load_checkpoint(max(own.items())[1])
+    elif job.start_state is not None:
+        state = load_checkpoint(Path(job.start_state))
+        _copy_history(job.history_from, run_dir, int(state["step"]))
+        commands = [Command(kind, value, source=source) for kind, value, source in job.start_commands]
+    else:
+        state = None
+        for path in run_dir.iterdir():  # a run that died before its first checkpoint: start it again
+            if path.name != LOCK_FILE:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    engine = Engine(cfg, resume_state=state)
+    for cmd in commands:
+        engine.commands.put(cmd)
+    run = RunDir(run_dir, resume_step=int(state["step"]) if state is not None else None)
+    engine.checkpointer = run
+    engine.sinks = [run]
+    engine.command_sources = [ControlFile(run_dir)]
+    seen: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not seen:  # later signals (the terminal's Ctrl-C and the parent's forward) change nothing
+            engine.commands.put(Command("stop", source=f"signal:{signal.Signals(signum).name}"))
+        seen.append(signum)
+
+    previous = {}
+    if handle_signals:
+        try:
+            previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
+        except ValueError:  # not the main thread (some Ray workers): stop via control.jsonl only
+            previous = {}
+    t0 = time.perf_counter()
+    try:
+        result = engine.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        run.close()
+    return JobResult(job.name, job.run_dir, result.status, result.t_grok, time.perf_counter() - t0,
+                     error=result.error, summary=read_summary(run_dir) or {})
+
+
+def _copy_history(source: str | None, run_dir: Path, step: int) -> None:
+    """Start a branch's files with its parent's rows from before the fork, so its curves are whole."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in HISTORY_FILES:
+        lines = []
+        path = Path(source) / name if source else None
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a partial last line
+                if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step:
+                    lines.append(line + "\n")
+        (run_dir / name).write_text("".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# many jobs
+
+
+def run_jobs(jobs: Sequence[RunJob], *, n_jobs: int = 1, backend: str = "local", address: str | None = None,
+             on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+    """Run every job; finished run directories are skipped. Results come back in the jobs' order."""
+    if backend == "ray":
+        results = _run_ray(jobs, address, on_done)
+    elif n_jobs <= 1:
+        results = []
+        for job in jobs:
+            results.append(run_job(job))
+            if on_done:
+                on_done(results[-1])
+            if results[-1].status == "interrupted":
+                break  # the user asked to stop: do not start the next run
+    else:
+        results = _run_processes(jobs, n_jobs, on_done)
+    by_name = {r.name: r for r in results}
+    return [by_name.get(j.name) or JobResult(j.name, j.run_dir, "not-started") for j in jobs]
+
+
+def _worker(job_dict: dict[str, Any], out: Any) -> None:
+    """Entry point of one spawned process: the job's result (or its crash) goes back on the queue."""
+    job = RunJob(**{**job_dict, "start_commands": tuple(tuple(c) for c in job_dict["start_commands"])})
+    try:
+        out.put(asdict(run_job(job)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which owns the terminal
+        out.put(asdict(JobResult(job.name, job.run_dir, "failed", error=f"{type(exc).__name__}: {exc}")))
+
+
+def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
+    """At most n_jobs spawned processes at a time. A stop signal is forwarded to every running job (each
+    stops cleanly with a checkpoint) and no new job starts; a second one kills them."""
+    ctx = mp.get_context("spawn")  # fork() after torch has started its thread pools can hang
+    out = ctx.Queue()
+    pending = list(jobs)
+    running: dict[str, Any] = {}
+    results: list[JobResult] = []
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+        for proc in running.values():
+            try:
+                if len(stopping) > 1:
+                    proc.kill()
+                else:
+                    os.kill(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, OSError):
+                pass
+
+    previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs and not stopping:
+                job = pending.pop(0)
+                proc = ctx.Process(target=_worker, args=(job.to_dict(), out), name=f"grokmon-{job.name}")
+                proc.start()
+                running[job.name] = proc
+            try:
+                got = JobResult(**out.get(timeout=0.5))
+            except queue.Empty:
+                got = None
+            if got is not None:
+                running.pop(got.name).join()
+                results.append(got)
+                if on_done:
+                    on_done(got)
+                continue
+            for name, proc in list(running.items()):
+                if not proc.is_alive() and proc.exitcode not in (0, None):  # killed, or crashed in C code
+                    running.pop(name)
+                    job = next(j for j in jobs if j.name == name)
+                    results.append(JobResult(name, job.run_dir, "failed", error=f"process exit {proc.exitcode}"))
+                    if on_done:
+                        on_done(results[-1])
+            if stopping and not running:
+                break
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+
+
+def _ray_task(job_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """One run on a Ray worker, in a scratch directory there; its files travel back to the driver (the
+    logs and the last checkpoint), so the cluster needs no shared filesystem."""
+    scratch = Path(tempfile.mkdtemp(prefix="grokmon-ray-"))
+    try:
+        job = RunJob(**{**job_dict, "run_dir": str(scratch / "run"),
+                        "start_commands": tuple(tuple(c) for c in job_dict["start_commands"])})
+        result = asdict(run_job(job, handle_signals=False))
+        result["run_dir"] = job_dict["run_dir"]
+        files: dict[str, bytes] = {}
+        root = scratch / "run"
+        ckpts = sorted((root / "checkpoints").glob("step_*.pt"))
+        for path in root.rglob("*"):
+            if path.is_file() and path.name != LOCK_FILE and (path.parent.name != "checkpoints" or path == ckpts[-1]):
+                files[str(path.relative_to(root))] = path.read_bytes()
+        return result, files
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_ray(jobs: Sequence[RunJob], address: str | None, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("needs Ray: pip install 'grokmon[ray]'", source="--backend ray") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot reach a Ray cluster at {address or 'RAY_ADDRESS / a new local one'}: {e}",
+                              source="--address") from None
+    results: list[JobResult] = []
+    todo = []
+    for job in jobs:
+        if is_done(Path(job.run_dir)):
+            results.append(run_job(job))  # reads the summary, trains nothing
+            if on_done:
+                on_done(results[-1])
+        else:
+            todo.append(job)
+    remote = ray.remote(num_cpus=1)(_ray_task)
+    refs = {remote.options(num_cpus=max(1, j.threads)).remote(j.to_dict()): j for j in todo}
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            job = refs.pop(ready[0])
+            try:
+                result_dict, files = ray.get(ready[0])
+            except Exception as exc:  # a task that raised or whose worker died
+                got = JobResult(job.name, job.run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                _write_files(Path(job.run_dir), files)
+                got = JobResult(**result_dict)
+            results.append(got)
+            if on_done:
+                on_done(got)
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    return results
+
+
+def _write_files(run_dir: Path, files: dict[str, bytes]) -> None:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an interrupted local attempt: the Ray run replaces it whole
+    for rel, data in files.items():
+        path = run_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)

@@ -1,0 +1,73 @@
+"""The weight-decay fork analysis (SPEC section 6): branch stability, the fit dt = C / lambda, and the spread
+of the memorisation norm. Pure functions of plain numbers; knows nothing about run directories.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+STABLE_ACC = 0.99  # a branch whose train acc falls below this after the fork is unstable
+SPIKE_FACTOR = 10.0  # ... or whose train loss rises above this multiple of its value at the fork
+
+
+@dataclass(frozen=True)
+class Stability:
+    stable: bool
+    min_train_acc: float | None  # over the evaluations after the fork
+    max_loss_ratio: float | None  # max train loss after the fork / train loss at the fork
+    reason: str = ""
+
+
+def branch_stability(fork_train_loss: float, train_acc: Sequence[float], train_loss: Sequence[float]) -> Stability:
+    """Stability of a branch from its evaluations strictly after the fork step (SPEC section 6)."""
+    if not train_acc:
+        return Stability(False, None, None, "no evaluation after the fork")
+    min_acc = min(train_acc)
+    ratio = max(train_loss) / fork_train_loss if fork_train_loss > 0 else math.inf
+    if not all(math.isfinite(x) for x in train_loss):
+        return Stability(False, min_acc, None, "non-finite train loss")
+    if min_acc < STABLE_ACC:
+        return Stability(False, min_acc, ratio, f"train acc fell to {min_acc:.3f} (< {STABLE_ACC})")
+    if ratio > SPIKE_FACTOR:
+        return Stability(False, min_acc, ratio, f"train loss rose {ratio:.3g}x its value at the fork (> {SPIKE_FACTOR:g}x)")
+    return Stability(True, min_acc, ratio)
+
+
+@dataclass(frozen=True)
+class InverseFit:
+    """dt = C / lambda by least squares through the origin on x = 1 / lambda."""
+
+    c: float
+    r2: float | None  # 1 - SS_res / SS_tot; None when SS_tot is 0 (every dt equal) or n < 2
+    monotone: bool  # dt falls strictly as lambda rises
+    n: int
+
+
+def fit_inverse(lambdas: Sequence[float], dts: Sequence[float]) -> InverseFit:
+    """Fit dt = C / lambda through the origin. Needs at least one point with lambda > 0."""
+    if len(lambdas) != len(dts) or not lambdas:
+        raise ValueError("expected equal, non-empty lambdas and dts")
+    if any(not lam > 0 for lam in lambdas):
+        raise ValueError("expected every lambda > 0")
+    xs = [1.0 / lam for lam in lambdas]
+    c = sum(x * y for x, y in zip(xs, dts)) / sum(x * x for x in xs)
+    mean = sum(dts) / len(dts)
+    ss_tot = sum((y - mean) ** 2 for y in dts)
+    ss_res = sum((y - c * x) ** 2 for x, y in zip(xs, dts))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 and len(dts) >= 2 else None
+    ordered = [dt for _, dt in sorted(zip(lambdas, dts))]
+    monotone = len(ordered) >= 2 and all(a > b for a, b in zip(ordered, ordered[1:]))
+    return InverseFit(c=c, r2=r2, monotone=monotone, n=len(dts))
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float | None:
+    """Population standard deviation over the mean; None for fewer than two values or a zero mean."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    if mean == 0:
+        return None
+    var = sum((v - mean) ** 2 for v in values) / len(values)
+    return math.sqrt(var) / abs(mean)

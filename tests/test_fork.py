@@ -1,0 +1,115 @@
+"""`grokmon fork` end to end on a tiny run: the fork point replays the parent exactly, every branch gets the
+parent's history and one logged weight-decay change, fork.json/fork.md are written, and an interrupted
+branch is continued, not restarted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from grokmon.config import Config
+from grokmon.engine import Engine
+from grokmon.experiments.jobs import RunJob, run_job
+from grokmon.sinks.rundir import RunDir, checkpoints, read_jsonl
+
+CORE = ("step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "weight_decay")
+
+
+def _core(rows: list[dict]) -> list[dict]:
+    return [{k: r[k] for k in CORE} for r in rows]
+
+
+@pytest.fixture
+def parent(tiny: Config, tmp_path: Path) -> Path:
+    run = RunDir(tmp_path / "parent")
+    Engine(tiny.replace("train", max_steps=120), [run], checkpointer=run).run()  # checkpoints at 40, 80, 120
+    run.close()
+    return tmp_path / "parent"
+
+
+def test_fork_cli_branches_replay_and_report(parent: Path) -> None:
+    proc = run_cli("fork", str(parent), "--at", "60", "--wd", "1,4", "--jobs", "2", "--max-steps", "120",
+                   "--after-grok", "0")
+    forks = parent / "forks"
+    report = json.loads((forks / "fork.json").read_text())
+    assert report["fork_step"] == 60 and report["fork_rule"] == "given step" and report["lambda0"] == 1.0
+    assert [b["name"] for b in report["branches"]] == ["wd_1", "wd_4"]
+    assert (forks / "fork_point.pt").is_file()  # no checkpoint at 60: replayed from the one at 40
+    assert "| lambda | status | t_grok | dt |" in (forks / "fork.md").read_text()
+    assert "| lambda | status" in proc.stdout and "fit" in proc.stdout
+    parent_rows = read_jsonl(parent / "metrics.jsonl")
+    for name, wd in (("wd_1", 1.0), ("wd_4", 4.0)):
+        rows = read_jsonl(forks / name / "metrics.jsonl")
+        assert _core([r for r in rows if r["step"] < 60]) == _core([r for r in parent_rows if r["step"] < 60])
+        events = read_jsonl(forks / name / "events.jsonl")
+        inter = [e for e in events if e["type"] == "intervention"]
+        assert [(e["step"], e["new"], e["source"]) for e in inter] == [(60, wd, "fork")]
+        assert all(r["weight_decay"] == wd for r in rows if r["step"] > 60)
+        assert all(r["fsd"] is not None for r in rows if r["step"] >= 60)  # branches probe every evaluation
+    # lambda0's branch is the parent itself, continued: replayed fork point, same numbers after the fork.
+    same = read_jsonl(forks / "wd_1" / "metrics.jsonl")
+    assert _core([r for r in same if r["step"] > 60]) == _core([r for r in parent_rows if r["step"] > 60])
+    other = read_jsonl(forks / "wd_4" / "metrics.jsonl")
+    assert _core(other)[-1] != _core(same)[-1]
+    # The tiny run groks in neither branch: the exit status says the fit had nothing, the files still say why.
+    assert proc.returncode == 0, proc.stderr
+    assert report["fit"]["n_fit"] == 0 and "no branch grokked stably" in (forks / "fork.md").read_text()
+
+    again = run_cli("fork", str(parent), "--at", "80", "--wd", "1")
+    assert again.returncode == 2 and "already holds a fork at step 60" in again.stderr
+
+
+def test_interrupted_branch_continues_from_its_own_checkpoint(parent: Path, tiny: Config, tmp_path: Path) -> None:
+    from grokmon.sinks.rundir import load_checkpoint
+
+    state = checkpoints(parent)[40]
+    cfg = tiny.replace("train", max_steps=120)
+    job = RunJob("b", str(tmp_path / "whole"), cfg.to_dict(), start_state=str(state),
+                 start_commands=(("set_weight_decay", 2.0, "fork"),), history_from=str(parent))
+    assert run_job(job).status == "completed"
+
+    short = RunJob("b", str(tmp_path / "cut"), cfg.replace("train", max_steps=80).to_dict(), start_state=str(state),
+                   start_commands=(("set_weight_decay", 2.0, "fork"),), history_from=str(parent))
+    run_job(short)
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    (tmp_path / "cut" / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    resumed = run_job(RunJob("b", str(tmp_path / "cut"), cfg.to_dict(), start_state=str(state),
+                             start_commands=(("set_weight_decay", 2.0, "fork"),), history_from=str(parent)))
+    assert resumed.status == "completed"
+    assert load_checkpoint(checkpoints(tmp_path / "cut")[120])["optimizer"]["param_groups"][0]["weight_decay"] == 2.0
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
+    assert run_job(job).status == "skipped-done"  # a finished branch is not trained again
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--at", "fsd-ceiling"], "no FSD ceiling before t_grok"),
+    (["--at", "60", "--wd", "1,zero"], "--wd: expected comma-separated numbers"),
+    (["--at", "60", "--jobs", "0"], "--jobs: expected an integer >= 1"),
+])
+def test_fork_input_errors_are_one_line_and_exit_2(parent: Path, args: list[str], message: str) -> None:
+    proc = run_cli("fork", str(parent), *args)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (parent / "forks" / "fork.json").exists()
+
+
+def test_fork_of_a_missing_run_dir(tmp_path: Path) -> None:
+    proc = run_cli("fork", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "not a grokmon run directory" in proc.stderr
+
+
+def test_a_run_locked_by_another_process_is_left_alone(tiny: Config, tmp_path: Path) -> None:
+    import fcntl
+
+    from grokmon.experiments.jobs import LOCK_FILE
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    with open(run_dir / LOCK_FILE, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a second `grokmon fork` on the same directory would see it
+        result = run_job(RunJob("r", str(run_dir), tiny.to_dict()))
+    assert result.status == "busy" and not (run_dir / "metrics.jsonl").exists()
+    assert run_job(RunJob("r", str(run_dir), tiny.to_dict())).status == "completed"

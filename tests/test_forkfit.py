@@ -1,0 +1,106 @@
+"""The fork analysis on synthetic branches whose answer is known: fit, R^2, monotonicity, stability, CV."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from grokmon.experiments.fork import analyse_branch, analyse_fork, parse_wd_list, resolve_fork_step
+from grokmon.errors import ConfigError
+from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse
+
+
+def test_exact_inverse_law_gives_c_and_r2_one() -> None:
+    lams = [0.5, 1, 1.5, 2, 3, 5]
+    fit = fit_inverse(lams, [1200 / lam for lam in lams])
+    assert fit.c == pytest.approx(1200) and fit.r2 == pytest.approx(1.0) and fit.monotone and fit.n == 6
+
+
+def test_fit_is_least_squares_through_the_origin_on_inverse_lambda() -> None:
+    # x = 1/lambda = 1, 2; y = 1, 3: C = (1 + 6) / (1 + 4) = 1.4; residuals -0.4, 0.2; SS_tot = 2
+    fit = fit_inverse([1.0, 0.5], [1.0, 3.0])
+    assert fit.c == pytest.approx(1.4)
+    assert fit.r2 == pytest.approx(1 - (0.16 + 0.04) / 2.0)
+    assert fit.monotone
+
+
+def test_flat_or_rising_dt_is_not_monotone_and_fits_badly() -> None:
+    fit = fit_inverse([1, 2, 4], [500, 500, 600])
+    assert not fit.monotone and fit.r2 is not None and fit.r2 < 0
+    assert fit_inverse([1, 2], [500, 500]).r2 is None or not fit_inverse([1, 2], [500, 500]).monotone
+    assert fit_inverse([1.0], [300.0]).r2 is None  # one point: no R^2
+
+
+def test_fit_refuses_bad_input() -> None:
+    with pytest.raises(ValueError):
+        fit_inverse([0.0, 1.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        fit_inverse([], [])
+
+
+def test_stability_rules() -> None:
+    assert branch_stability(1e-3, [1.0, 1.0], [1e-3, 5e-3]).stable
+    dip = branch_stability(1e-3, [1.0, 0.98], [1e-3, 2e-3])
+    assert not dip.stable and dip.min_train_acc == 0.98 and "train acc" in dip.reason
+    spike = branch_stability(1e-3, [1.0, 1.0], [1e-3, 2e-2])
+    assert not spike.stable and spike.max_loss_ratio == pytest.approx(20) and "10x" in spike.reason
+    assert not branch_stability(1e-3, [], []).stable
+    assert not branch_stability(1e-3, [1.0], [math.nan]).stable
+
+
+def test_coefficient_of_variation() -> None:
+    assert coefficient_of_variation([2.0, 4.0]) == pytest.approx(1 / 3)
+    assert coefficient_of_variation([5.0, 5.0, 5.0]) == 0.0
+    assert coefficient_of_variation([1.0]) is None
+
+
+def _rows(fork: int, t_grok: int | None, end: int, loss_after: float = 1e-6, acc_after: float = 1.0) -> list[dict]:
+    rows = []
+    for step in range(0, end + 1, 100):
+        val = 1.0 if t_grok is not None and step >= t_grok else 0.3
+        rows.append({"step": step, "val_acc": val, "train_acc": 1.0 if step <= fork else acc_after,
+                     "train_loss": 1e-6 if step <= fork else loss_after, "weight_norm": 400.0})
+    return rows
+
+
+def test_branch_line_and_fit_from_rows() -> None:
+    branches = [analyse_branch(1000, lam, _rows(1000, 1000 + int(round(600 / lam, -2)), 3000)) for lam in (0.5, 1, 2)]
+    assert [b["dt"] for b in branches] == [1200, 600, 300]
+    assert all(b["stable"] and b["mem_norm"] == pytest.approx(20.0) for b in branches)
+    fit = analyse_fork(1000, branches)
+    assert fit["n_fit"] == 3 and fit["C"] == pytest.approx(600) and fit["r2"] == pytest.approx(1.0)
+    assert fit["monotone"] and fit["mem_norm_cv"] == 0.0 and fit["excluded"] == []
+
+
+def test_unstable_and_ungrokked_branches_are_left_out_of_the_fit() -> None:
+    good = [analyse_branch(1000, lam, _rows(1000, 1000 + int(600 / lam), 3000)) for lam in (1, 2)]
+    spiky = analyse_branch(1000, 5, _rows(1000, 1100, 3000, loss_after=1e-3))
+    never = analyse_branch(1000, 0.5, _rows(1000, None, 3000))
+    assert not spiky["stable"] and never["dt"] is None
+    fit = analyse_fork(1000, good + [spiky, never])
+    assert fit["n_fit"] == 2 and sorted(fit["excluded"]) == [0.5, 5]
+
+
+def test_fork_step_rules() -> None:
+    rows = [{"step": s} for s in range(0, 5001, 100)]
+    ev = {"t_grok": 4000, "t_fsd": 3000, "t_fsd_online": 2500}
+    assert resolve_fork_step(rows, ev, "fsd-ceiling").step == 3000
+    late = resolve_fork_step(rows, {**ev, "t_fsd": 4200}, "fsd-ceiling")
+    assert late.step == 2500 and "online" in late.rule
+    with pytest.raises(ConfigError, match="no FSD ceiling before t_grok"):
+        resolve_fork_step(rows, {"t_grok": 4000, "t_fsd": 4200, "t_fsd_online": None}, "fsd-ceiling")
+    assert resolve_fork_step(rows, ev, "1234").step == 1234
+    with pytest.raises(ConfigError, match="not before the run's t_grok"):
+        resolve_fork_step(rows, ev, "4000")
+    with pytest.raises(ConfigError, match="expected a step in 1..5000"):
+        resolve_fork_step(rows, ev, "9000")
+    with pytest.raises(ConfigError, match="'fsd-ceiling' or a step"):
+        resolve_fork_step(rows, ev, "ceiling")
+
+
+def test_wd_list_parsing() -> None:
+    assert parse_wd_list("0.5,1,2") == (0.5, 1.0, 2.0)
+    for bad in ("1,x", "1,-2", "0", "1,1", "nan"):
+        with pytest.raises(ConfigError, match="--wd"):
+            parse_wd_list(bad)
