@@ -186,11 +186,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
         width = min(shutil.get_terminal_size((100, 24)).columns, 100)
         print(fork_plot(report, width=width, height=18, color="NO_COLOR" not in os.environ))
     _log(f"grokmon: fork written to {out / 'fork.json'} and {out / 'fork.md'}")
-    unfinished = [b["name"] for b in report["branches"] if b["status"] != "completed"]
-    if unfinished:
-        _log(f"grokmon: not finished: {', '.join(unfinished)}; run the same command again to continue them")
-        return 1
-    return 0
+    return _unfinished_exit([(b["name"], b["status"]) for b in report["branches"]],
+                            "run the same command again to continue them")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -204,12 +201,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     report = run_sweep(args.profile, args.grid, parse_seeds(args.seeds), out=args.out, overrides=args.overrides,
                        n_jobs=args.jobs, backend=args.backend, address=args.address, log=_log)
     print((Path(report["sweep_dir"]) / "sweep.md").read_text(), end="")
-    unfinished = [r["name"] for r in report["runs"] if r["status"] != "completed"]
-    if unfinished:
-        _log(f"grokmon: not finished: {', '.join(unfinished)}; run the same command with "
-             f"--out {report['sweep_dir']} to continue them")
-        return 1
-    return 0
+    return _unfinished_exit([(r["name"], r["status"]) for r in report["runs"]],
+                            f"run the same command with --out {report['sweep_dir']} to continue them")
+
+
+def _unfinished_exit(statuses: list[tuple[str, str]], hint: str) -> int:
+    """0 when every run completed; 130 when one was interrupted (Ctrl-C, SIGTERM), else 1."""
+    unfinished = [name for name, status in statuses if status != "completed"]
+    if not unfinished:
+        return 0
+    _log(f"grokmon: not finished: {', '.join(unfinished)}; {hint}")
+    return 130 if any(status == "interrupted" for _, status in statuses) else 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,3 +113,35 @@ def test_a_run_locked_by_another_process_is_left_alone(tiny: Config, tmp_path: P
         result = run_job(RunJob("r", str(run_dir), tiny.to_dict()))
     assert result.status == "busy" and not (run_dir / "metrics.jsonl").exists()
     assert run_job(RunJob("r", str(run_dir), tiny.to_dict())).status == "completed"
+
+
+def test_ctrl_c_stops_parallel_branches_cleanly_and_a_rerun_finishes(parent: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "grokmon", "fork", str(parent), "--at", "60", "--wd", "1,2", "--jobs", "2",
+            "--after-grok", "0"]
+    proc = subprocess.Popen([*args, "--max-steps", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+    forks = parent / "forks"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both branches past the fork: they are training
+        if all(len(read_jsonl(forks / b / "metrics.jsonl")) > 8 for b in ("wd_1", "wd_2")):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal's Ctrl-C does: the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    for b in ("wd_1", "wd_2"):
+        summary = json.loads((forks / b / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and checkpoints(forks / b)
+    assert "run the same command again" in err
+
+    again = subprocess.run([*args, "--max-steps", "200"], capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stderr
+    report = json.loads((forks / "fork.json").read_text())
+    assert [b["status"] for b in report["branches"]] == ["completed", "completed"]

@@ -164,7 +164,9 @@ def _copy_history(source: str | None, run_dir: Path, step: int) -> None:
                     row = json.loads(line)
                 except ValueError:
                     continue  # a partial last line
-                if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step:
+                if not (isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step):
+                    continue
+                if row.get("type") != "checkpoint":  # the parent's checkpoints are not in this directory
                     lines.append(line + "\n")
         (run_dir / name).write_text("".join(lines))
 
