@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local processes, or tasks on a Ray cluster (pip install 'grokmon[ray]')")
     sweep.add_argument("--address", metavar="ADDR",
                        help="Ray cluster address (default: RAY_ADDRESS, else a new local Ray instance)")
-    sweep.add_argument("--out", type=Path, metavar="DIR", help="sweep directory (default: runs/sweep-<profile>-<time>/)")
+    sweep.add_argument("--out", type=Path, metavar="DIR",
+                       help="sweep directory (default: runs/sweep-<profile>-<time>/)")
     sweep.set_defaults(func=cmd_sweep)
 
     profiles = sub.add_parser("profiles", help="list the shipped profiles, one line each")

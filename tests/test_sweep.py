@@ -105,3 +105,12 @@ def test_ray_backend_on_a_local_ray_instance(tiny_profile: Path, tmp_path: Path)
         assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
         assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_00000040.pt"]
     assert (out / "sweep.md").is_file()
+
+
+def test_running_line_reads_each_runs_last_row(tmp_path: Path) -> None:
+    from grokmon.experiments.jobs import RunJob, running_line
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 100, "val_acc": 0.25}\n{"step": 200, "val_acc": 0.5}\n{"st')
+    line = running_line([RunJob("a", str(tmp_path / "a"), {}), RunJob("b", str(tmp_path / "b"), {})])
+    assert line == "running: a step 200 val_acc 0.500, b starting"

@@ -12,7 +12,6 @@ from grokmon.tui.event_log import EventLog
 from grokmon.tui.fsd_plot import FsdPlot
 from grokmon.tui.loss_plot import LossPlot
 from grokmon.tui.spectrum_bars import SpectrumBars
-from grokmon.tui.status_bar import StatusBar
 from grokmon.tui.time_plot import TimePlot
 from tui_fakes import FakeSource, metrics_row, record_notifications, screen_text
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from grokmon.config import Config, config_from_json
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs
+from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs, running_line
 from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse
 from grokmon.metrics.grokking import GROKKED, crossing_step
 
@@ -209,7 +209,8 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
         raise ConfigError(f"already holds a fork at step {old.get('fork_step')} (this one is at {point.step}); "
                           "move it away or pass --out", source=str(out))
     if point.step <= rows[-1]["step"] and max_steps is not None and max_steps <= point.step:
-        raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}", source="--max-steps")
+        raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}",
+                          source="--max-steps")
     bcfg = branch_config(cfg, eval_every=eval_every, after_grok=after_grok, max_steps=max_steps)
     out.mkdir(parents=True, exist_ok=True)
     state = fork_point_state(run_dir, cfg, rows, point.step, out)
@@ -254,7 +255,8 @@ def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, ou
         log(f"  {r.name}: {r.status}, {grok}" + (f" ({r.wall_s:.0f} s)" if r.wall_s else "")
             + (f" - {r.error}" if r.error else ""))
 
-    results = run_jobs(jobs, n_jobs=n_jobs, on_done=on_done)
+    results = run_jobs(jobs, n_jobs=n_jobs, on_done=on_done,
+                       on_tick=lambda running: log("  " + running_line(running)))
     report = collect_fork(plan, jobs, results)
     write_fork(out_dir, report)
     return report

@@ -176,22 +176,57 @@ def _copy_history(source: str | None, run_dir: Path, step: int) -> None:
 
 
 def run_jobs(jobs: Sequence[RunJob], *, n_jobs: int = 1, backend: str = "local", address: str | None = None,
-             on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """Run every job; finished run directories are skipped. Results come back in the jobs' order."""
-    if backend == "ray":
-        results = _run_ray(jobs, address, on_done)
-    elif n_jobs <= 1:
-        results = []
-        for job in jobs:
-            results.append(run_job(job))
+             on_done: Callable[[JobResult], None] | None = None,
+             on_tick: Callable[[list[RunJob]], None] | None = None, tick_s: float = 30.0) -> list[JobResult]:
+    """Run every job; finished run directories are skipped. Results come back in the jobs' order.
+    `on_tick` gets the running jobs every `tick_s` seconds (local backend)."""
+    results: list[JobResult] = []
+    todo = []
+    for job in jobs:
+        if is_done(Path(job.run_dir)):
+            summary = read_summary(Path(job.run_dir)) or {}
+            results.append(JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), summary=summary))
             if on_done:
                 on_done(results[-1])
-            if results[-1].status == "interrupted":
-                break  # the user asked to stop: do not start the next run
-    else:
-        results = _run_processes(jobs, n_jobs, on_done)
+        else:
+            todo.append(job)
+    if todo and backend == "ray":
+        results += _run_ray(todo, address, on_done)
+    elif todo:
+        results += _run_processes(todo, max(1, n_jobs), on_done, on_tick, tick_s)
     by_name = {r.name: r for r in results}
     return [by_name.get(j.name) or JobResult(j.name, j.run_dir, "not-started") for j in jobs]
+
+
+def running_line(jobs: Sequence[RunJob]) -> str:
+    """'running: wd_1 step 2400 val_acc 0.31, wd_2 step 2380 val_acc 0.52' from each run's last row."""
+    parts = []
+    for job in jobs:
+        row = _last_row(Path(job.run_dir) / "metrics.jsonl")
+        if row is None:
+            parts.append(f"{job.name} starting")
+        else:
+            parts.append(f"{job.name} step {row.get('step')} val_acc {row.get('val_acc', float('nan')):.3f}")
+    return "running: " + ", ".join(parts)
+
+
+def _last_row(path: Path) -> dict[str, Any] | None:
+    """The last complete line of a JSONL file, reading only its tail."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            return row
+    return None
 
 
 def _worker(job_dict: dict[str, Any], out: Any) -> None:
@@ -203,9 +238,11 @@ def _worker(job_dict: dict[str, Any], out: Any) -> None:
         out.put(asdict(JobResult(job.name, job.run_dir, "failed", error=f"{type(exc).__name__}: {exc}")))
 
 
-def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
-    """At most n_jobs spawned processes at a time. A stop signal is forwarded to every running job (each
-    stops cleanly with a checkpoint) and no new job starts; a second one kills them."""
+def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobResult], None] | None,
+                   on_tick: Callable[[list[RunJob]], None] | None, tick_s: float) -> list[JobResult]:
+    """At most n_jobs spawned processes at a time (also for one: the parent stays free to report). A stop
+    signal is forwarded to every running job (each stops cleanly with a checkpoint) and no new job starts;
+    a second one kills them."""
     ctx = mp.get_context("spawn")  # fork() after torch has started its thread pools can hang
     out = ctx.Queue()
     pending = list(jobs)
@@ -225,8 +262,13 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
                 pass
 
     previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
+    by_name = {j.name: j for j in jobs}
+    last_tick = time.monotonic()
     try:
         while pending or running:
+            if on_tick and running and time.monotonic() - last_tick >= tick_s:
+                last_tick = time.monotonic()
+                on_tick([by_name[n] for n in running])
             while pending and len(running) < n_jobs and not stopping:
                 job = pending.pop(0)
                 proc = ctx.Process(target=_worker, args=(job.to_dict(), out), name=f"grokmon-{job.name}")
@@ -245,8 +287,8 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
             for name, proc in list(running.items()):
                 if not proc.is_alive() and proc.exitcode not in (0, None):  # killed, or crashed in C code
                     running.pop(name)
-                    job = next(j for j in jobs if j.name == name)
-                    results.append(JobResult(name, job.run_dir, "failed", error=f"process exit {proc.exitcode}"))
+                    results.append(JobResult(name, by_name[name].run_dir, "failed",
+                                             error=f"process exit {proc.exitcode}"))
                     if on_done:
                         on_done(results[-1])
             if stopping and not running:
@@ -281,7 +323,8 @@ def _ray_task(job_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_ray(jobs: Sequence[RunJob], address: str | None, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
+def _run_ray(jobs: Sequence[RunJob], address: str | None,
+             on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
     try:
         import ray
     except ImportError:
@@ -293,16 +336,8 @@ def _run_ray(jobs: Sequence[RunJob], address: str | None, on_done: Callable[[Job
             raise ConfigError(f"cannot reach a Ray cluster at {address or 'RAY_ADDRESS / a new local one'}: {e}",
                               source="--address") from None
     results: list[JobResult] = []
-    todo = []
-    for job in jobs:
-        if is_done(Path(job.run_dir)):
-            results.append(run_job(job))  # reads the summary, trains nothing
-            if on_done:
-                on_done(results[-1])
-        else:
-            todo.append(job)
     remote = ray.remote(num_cpus=1)(_ray_task)
-    refs = {remote.options(num_cpus=max(1, j.threads)).remote(j.to_dict()): j for j in todo}
+    refs = {remote.options(num_cpus=max(1, j.threads)).remote(j.to_dict()): j for j in jobs}
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from grokmon.config import Config, apply_overrides, load_config
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs
+from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs, running_line
 from grokmon.metrics.grokking import sign_test
 
 SEED_KEYS = ("task.seed", "model.seed", "train.seed")  # "seed s" sets the split, the init and the batch order
@@ -120,7 +120,8 @@ def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, 
     cpus = os.cpu_count() or 1
     threads = max(1, cpus // n_jobs) if (n_jobs > 1 and backend == "local") else (1 if backend == "ray" else 0)
     base = load_config(profile, list(overrides))
-    sweep_dir = out if out is not None else Path(base.run.runs_dir) / f"sweep-{base.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    sweep_dir = out if out is not None else Path(base.run.runs_dir) / f"sweep-{base.profile}-{stamp}"
     jobs, meta, base = plan_sweep(profile, grid, seeds, overrides, sweep_dir, threads)
     header = {"profile": base.profile, "grid": {k: v for k, v in grid}, "seeds": list(seeds),
               "overrides": list(overrides), "backend": backend, "sweep_dir": str(sweep_dir)}
@@ -141,7 +142,8 @@ def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, 
         log(f"  [{done[0]}/{len(jobs)}] {r.name}: {r.status}, {grok}" + (f" ({r.wall_s:.0f} s)" if r.wall_s else "")
             + (f" - {r.error}" if r.error else ""))
 
-    results = run_jobs(jobs, n_jobs=n_jobs, backend=backend, address=address, on_done=on_done)
+    results = run_jobs(jobs, n_jobs=n_jobs, backend=backend, address=address, on_done=on_done,
+                       on_tick=lambda running: log("  " + running_line(running)))
     report = collect_sweep(header, jobs, meta, results)
     write_json_atomic(sweep_dir / "sweep.json", report)
     (sweep_dir / "sweep.md").write_text(sweep_markdown(report))

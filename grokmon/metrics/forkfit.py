@@ -31,7 +31,8 @@ def branch_stability(fork_train_loss: float, train_acc: Sequence[float], train_l
     if min_acc < STABLE_ACC:
         return Stability(False, min_acc, ratio, f"train acc fell to {min_acc:.3f} (< {STABLE_ACC})")
     if ratio > SPIKE_FACTOR:
-        return Stability(False, min_acc, ratio, f"train loss rose {ratio:.3g}x its value at the fork (> {SPIKE_FACTOR:g}x)")
+        return Stability(False, min_acc, ratio,
+                         f"train loss rose {ratio:.3g}x its value at the fork (> {SPIKE_FACTOR:g}x)")
     return Stability(True, min_acc, ratio)
 
 
