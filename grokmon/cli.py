@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import queue
 import signal
 import sys
@@ -230,15 +231,17 @@ REPORT_ROWS = (
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import json
     import os
     import shutil
 
     from grokmon.sinks.rundir import dumps, is_run_dir, read_jsonl, run_events
 
     run_dir: Path = args.run_dir
+    if not is_run_dir(run_dir) and ((run_dir / "fork.json").is_file() or (run_dir / "sweep.json").is_file()):
+        return _report_experiment(run_dir, as_json=args.json, plot=not args.no_plot)
     if not is_run_dir(run_dir):
-        raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
+        raise ConfigError("not a grokmon run directory (no config.json), fork directory (fork.json) or sweep "
+                          "directory (sweep.json)", source=str(run_dir))
     config = json.loads((run_dir / "config.json").read_text())
     rows = read_jsonl(run_dir / "metrics.jsonl")
     events = run_events(rows, float(config.get("metrics", {}).get("alpha", 0.05)))
@@ -262,6 +265,37 @@ def cmd_report(args: argparse.Namespace) -> int:
         width = min(shutil.get_terminal_size((100, 24)).columns, 120)
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         print(run_plot(rows, {"t_fsd": events["t_fsd"], "t_grok": events["t_grok"]}, width=width, color=color))
+    return 0
+
+
+def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
+    """`grokmon report` on a fork or sweep directory: its table (and the fork's plot), or its JSON."""
+    import os
+    import shutil
+
+    from grokmon.experiments.jobs import read_json
+
+    kind = "fork" if (path / "fork.json").is_file() else "sweep"
+    data = read_json(path / f"{kind}.json")
+    if data is None:
+        raise ConfigError("not a readable JSON object", source=str(path / f"{kind}.json"))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return 0
+    if kind == "sweep":
+        from grokmon.experiments.sweep import sweep_markdown
+
+        print(sweep_markdown(data), end="")
+        return 0
+    from grokmon.experiments.fork import fit_line, fork_table
+
+    print(fork_table(data))
+    print(fit_line(data["fit"]))
+    if plot:
+        from grokmon.tui.fork_plot import fork_plot
+
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+        print(fork_plot(data, width=width, height=18, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
     return 0
 
 

@@ -58,6 +58,10 @@ def test_fork_cli_branches_replay_and_report(parent: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert report["fit"]["n_fit"] == 0 and "no branch grokked stably" in (forks / "fork.md").read_text()
 
+    report_cli = run_cli("report", str(forks), "--no-plot")
+    assert report_cli.returncode == 0 and report_cli.stdout.startswith("| lambda | status")
+    assert json.loads(run_cli("report", str(forks), "--json").stdout)["fork_step"] == 60
+
     again = run_cli("fork", str(parent), "--at", "80", "--wd", "1")
     assert again.returncode == 2 and "already holds a fork at step 60" in again.stderr
 

@@ -66,6 +66,9 @@ def test_local_sweep_in_parallel_processes_then_a_rerun_skips_finished_runs(tiny
     rows = [read_jsonl(out / n / "metrics.jsonl")[-1]["train_loss"] for n in ("p23-s0", "p23-s1")]
     assert rows[0] != rows[1]
 
+    shown = run_cli("report", str(out))
+    assert shown.returncode == 0 and "| p23-s1 | 23 | 1 | completed |" in shown.stdout
+
     mtime = (out / "p23-s0" / "metrics.jsonl").stat().st_mtime_ns
     again = run_cli("sweep", str(tiny_profile), "--grid", "task.p=23,29", "--seeds", "0,1",
                     "--set", "train.max_steps=60", "--out", str(out))
