@@ -166,7 +166,7 @@ def _check_jobs(n: int) -> None:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    from grokmon.experiments.fork import fit_line, fork_table, parse_wd_list, run_fork
+    from grokmon.experiments.fork import fit_lines, fork_table, parse_wd_list, run_fork
 
     _check_jobs(args.jobs)
     if args.after_grok < 0:
@@ -178,7 +178,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
                       n_jobs=args.jobs, log=_log)
     out = args.out if args.out is not None else args.run_dir / "forks"
     print(fork_table(report))
-    print(fit_line(report["fit"]))
+    print(fit_lines(report))
     if sys.stdout.isatty():
         import os
         import shutil
@@ -287,10 +287,10 @@ def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
 
         print(sweep_markdown(data), end="")
         return 0
-    from grokmon.experiments.fork import fit_line, fork_table
+    from grokmon.experiments.fork import fit_lines, fork_table
 
     print(fork_table(data))
-    print(fit_line(data["fit"]))
+    print(fit_lines(data))
     if plot:
         from grokmon.tui.fork_plot import fork_plot
 

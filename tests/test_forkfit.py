@@ -8,7 +8,7 @@ import pytest
 
 from grokmon.experiments.fork import analyse_branch, analyse_fork, parse_wd_list, resolve_fork_step
 from grokmon.errors import ConfigError
-from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse
+from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse, spec_stability
 
 
 def test_exact_inverse_law_gives_c_and_r2_one() -> None:
@@ -39,14 +39,32 @@ def test_fit_refuses_bad_input() -> None:
         fit_inverse([], [])
 
 
-def test_stability_rules() -> None:
-    assert branch_stability(1e-3, [1.0, 1.0], [1e-3, 5e-3]).stable
-    dip = branch_stability(1e-3, [1.0, 0.98], [1e-3, 2e-3])
+def test_spec_literal_stability_rule() -> None:
+    assert spec_stability(1e-3, [1.0, 1.0], [1e-3, 5e-3]).stable
+    dip = spec_stability(1e-3, [1.0, 0.98], [1e-3, 2e-3])
     assert not dip.stable and dip.min_train_acc == 0.98 and "train acc" in dip.reason
-    spike = branch_stability(1e-3, [1.0, 1.0], [1e-3, 2e-2])
+    spike = spec_stability(1e-3, [1.0, 1.0], [1e-3, 2e-2])
     assert not spike.stable and spike.max_loss_ratio == pytest.approx(20) and "10x" in spike.reason
-    assert not branch_stability(1e-3, [], []).stable
-    assert not branch_stability(1e-3, [1.0], [math.nan]).stable
+    assert not spec_stability(1e-3, [], []).stable
+    assert not spec_stability(1e-3, [1.0], [math.nan]).stable
+
+
+def test_our_stability_rule_ignores_one_evaluation_dips_but_not_sustained_ones() -> None:
+    steps = list(range(20, 401, 20))
+    one_dip = [1.0] * 20
+    one_dip[5] = 0.91  # a single evaluation, as Adam's loss spikes at high weight decay give
+    assert branch_stability(1e-2, steps, one_dip, [1e-3] * 20).stable
+    short = [1.0] * 20
+    short[5:10] = [0.9] * 5  # steps 120..200: 80 steps below 0.99
+    assert branch_stability(1e-2, steps, short, [1e-3] * 20).stable
+    long = [1.0] * 20
+    long[5:11] = [0.9] * 6  # steps 120..220: 100 steps below 0.99
+    out = branch_stability(1e-2, steps, long, [1e-3] * 20)
+    assert not out.stable and "fell below 0.99" in out.reason and out.min_train_acc == 0.9
+    # The loss is judged against the pre-fork level given (the highest loss of the 1000 steps before).
+    assert branch_stability(1e-2, steps, [1.0] * 20, [9e-2] * 20).stable
+    spike = branch_stability(1e-2, steps, [1.0] * 20, [1e-3] * 19 + [0.2])
+    assert not spike.stable and spike.max_loss_ratio == pytest.approx(20)
 
 
 def test_coefficient_of_variation() -> None:
@@ -75,9 +93,9 @@ def test_branch_line_and_fit_from_rows() -> None:
 
 def test_unstable_and_ungrokked_branches_are_left_out_of_the_fit() -> None:
     good = [analyse_branch(1000, lam, _rows(1000, 1000 + int(600 / lam), 3000)) for lam in (1, 2)]
-    spiky = analyse_branch(1000, 5, _rows(1000, 1100, 3000, loss_after=1e-3))
+    spiky = analyse_branch(1000, 5, _rows(1000, 1100, 3000, loss_after=1e-3))  # 1000x the pre-fork level
     never = analyse_branch(1000, 0.5, _rows(1000, None, 3000))
-    assert not spiky["stable"] and never["dt"] is None
+    assert not spiky["stable"] and not spiky["stable_spec"] and never["dt"] is None
     fit = analyse_fork(1000, good + [spiky, never])
     assert fit["n_fit"] == 2 and sorted(fit["excluded"]) == [0.5, 5]
 
@@ -104,3 +122,17 @@ def test_wd_list_parsing() -> None:
     for bad in ("1,x", "1,-2", "0", "1,1", "nan"):
         with pytest.raises(ConfigError, match="--wd"):
             parse_wd_list(bad)
+
+
+def test_pre_fork_level_is_the_highest_loss_of_the_1000_steps_before_the_fork() -> None:
+    rows = _rows(2000, 2600, 4000)
+    for r in rows:
+        if r["step"] == 1200:
+            r["train_loss"] = 5e-5  # inside [1000, 2000]: sets the level
+        if r["step"] == 500:
+            r["train_loss"] = 1.0  # outside the window: ignored
+        if r["step"] == 2300:
+            r["train_loss"] = 4e-4  # 8x the level, 400x the loss at the fork
+    line = analyse_branch(2000, 1.0, rows)
+    assert line["stable"] and line["max_loss_ratio"] == pytest.approx(8)
+    assert not line["stable_spec"]

@@ -14,7 +14,9 @@ from typing import Any, Callable, Sequence
 from grokmon.config import Config, config_from_json
 from grokmon.errors import ConfigError
 from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs, running_line
-from grokmon.metrics.forkfit import branch_stability, coefficient_of_variation, fit_inverse
+from grokmon.metrics.forkfit import (
+    DIP_STEPS, PRE_FORK_STEPS, branch_stability, coefficient_of_variation, fit_inverse, spec_stability,
+)
 from grokmon.metrics.grokking import GROKKED, crossing_step
 
 DEFAULT_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -140,11 +142,15 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
     """One branch's line of fork.json from its metrics rows (the parent's rows before the fork included)."""
     evals = [r for r in rows if isinstance(r.get("val_acc"), (int, float))]
     after = [r for r in evals if r["step"] >= fork_step]
-    at_fork = next((r for r in reversed(evals) if r["step"] <= fork_step), None)  # the last look before it
+    before = [r for r in evals if r["step"] <= fork_step]
     t_grok = crossing_step([r["step"] for r in after], [r["val_acc"] for r in after], GROKKED)
     later = [r for r in after if r["step"] > fork_step]
-    fork_loss = at_fork["train_loss"] if at_fork else float("nan")
-    stab = branch_stability(fork_loss, [r["train_acc"] for r in later], [r["train_loss"] for r in later])
+    col = lambda rs, k: [r[k] for r in rs]  # noqa: E731
+    fork_loss = before[-1]["train_loss"] if before else float("nan")  # the last look before the fork
+    window = [r["train_loss"] for r in before if r["step"] >= fork_step - PRE_FORK_STEPS]
+    stab = branch_stability(max(window, default=float("nan")), col(later, "step"), col(later, "train_acc"),
+                            col(later, "train_loss"))
+    spec = spec_stability(fork_loss, col(later, "train_acc"), col(later, "train_loss"))
     grok_row = next((r for r in after if r["step"] == t_grok), None)
     norm_sq = grok_row.get("weight_norm") if grok_row else None
     return {
@@ -155,15 +161,17 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
         "unstable_reason": stab.reason,
         "min_train_acc": stab.min_train_acc,
         "max_loss_ratio": stab.max_loss_ratio,
+        "stable_spec": spec.stable,  # SPEC's rule read literally (docs/metrics.md says why it is not the default)
+        "unstable_reason_spec": spec.reason,
         # ||theta||_2 at t_grok (the probe's weight_norm is the sum of squares)
         "mem_norm": math.sqrt(norm_sq) if isinstance(norm_sq, (int, float)) else None,
         "last_step": rows[-1]["step"] if rows else None,
     }
 
 
-def analyse_fork(fork_step: int, branches: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fit over the branches that grokked and stayed stable (SPEC section 6)."""
-    used = [b for b in branches if b["stable"] and b["dt"] is not None and b["weight_decay"] > 0
+def analyse_fork(fork_step: int, branches: list[dict[str, Any]], stable_key: str = "stable") -> dict[str, Any]:
+    """The fit over the branches that finished, grokked and are stable by `stable_key` (SPEC section 6)."""
+    used = [b for b in branches if b[stable_key] and b["dt"] is not None and b["weight_decay"] > 0
             and b.get("status", "completed") == "completed"]
     out: dict[str, Any] = {"n_fit": len(used), "C": None, "r2": None, "monotone": None, "mem_norm_cv": None,
                            "excluded": [b["weight_decay"] for b in branches if b not in used]}
@@ -235,7 +243,8 @@ def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence
         line.update(name=job.name, run_dir=job.run_dir,
                     status=summary.get("status", "not-started") if st in (None, "skipped-done") else st)
         branches.append(line)
-    return {**plan, "branches": branches, "fit": analyse_fork(plan["fork_step"], branches)}
+    return {**plan, "branches": branches, "fit": analyse_fork(plan["fork_step"], branches),
+            "fit_spec_stability": analyse_fork(plan["fork_step"], branches, "stable_spec")}
 
 
 def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, out: Path | None = None,
@@ -281,22 +290,32 @@ def _fmt(value: Any, spec: str = "") -> str:
 
 
 def fork_table(report: dict[str, Any]) -> str:
-    lines = ["| lambda | status | t_grok | dt | stable | memorisation norm | min train acc | max loss ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| lambda | status | t_grok | dt | stable | stable (SPEC literal) | memorisation norm | min train acc "
+             "| max loss ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for b in report["branches"]:
         stable = _fmt(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
+        spec = _fmt(b.get("stable_spec"))
         lines.append(f"| {b['weight_decay']:g} | {b['status']} | {_fmt(b['t_grok'])} | {_fmt(b['dt'])} | {stable} | "
-                     f"{_fmt(b['mem_norm'], '.2f')} | {_fmt(b['min_train_acc'], '.4f')} | "
+                     f"{spec} | {_fmt(b['mem_norm'], '.2f')} | {_fmt(b['min_train_acc'], '.4f')} | "
                      f"{_fmt(b['max_loss_ratio'], '.3g')} |")
     return "\n".join(lines)
 
 
-def fit_line(fit: dict[str, Any]) -> str:
+def fit_line(fit: dict[str, Any], label: str = "fit") -> str:
     if not fit["n_fit"]:
-        return "fit: no branch grokked stably; nothing to fit"
-    return (f"fit dt = C / lambda over {fit['n_fit']} branches: C = {fit['C']:.1f}, R^2 = {_fmt(fit['r2'], '.3f')}, "
-            f"dt strictly falling with lambda: {_fmt(fit['monotone'])}, "
+        return f"{label}: no branch grokked stably; nothing to fit"
+    return (f"{label}: dt = C / lambda over {fit['n_fit']} branches: C = {fit['C']:.1f}, "
+            f"R^2 = {_fmt(fit['r2'], '.3f')}, dt strictly falling with lambda: {_fmt(fit['monotone'])}, "
             f"CV of the memorisation norm: {_fmt(fit['mem_norm_cv'], '.3f')}")
+
+
+def fit_lines(report: dict[str, Any]) -> str:
+    """The fit under our stability rule, and under SPEC's rule read literally when that differs."""
+    out = [fit_line(report["fit"])]
+    spec = report.get("fit_spec_stability")
+    if spec is not None and spec != report["fit"]:
+        out.append(fit_line(spec, "fit with SPEC's literal stability rule"))
+    return "\n".join(out)
 
 
 def fork_markdown(report: dict[str, Any]) -> str:
@@ -310,13 +329,15 @@ def fork_markdown(report: dict[str, Any]) -> str:
         f"Fork at step {report['fork_step']} ({report['fork_rule']}); lambda0 = {report['lambda0']:g}; "
         f"parent t_grok {_fmt(parent.get('t_grok'))}, t_fsd {_fmt(parent.get('t_fsd'))}, "
         f"online {_fmt(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
-        "its train acc falls below 0.99 or its train loss rises above 10x its value at the fork; unstable "
-        "branches and branches that did not grok are left out of the fit. Memorisation norm: ||theta||_2 at "
-        "the branch's t_grok.",
+        f"its train acc stays below 0.99 for {DIP_STEPS} steps or more, or its train loss rises above 10x the "
+        f"highest train loss of the {PRE_FORK_STEPS} steps before the fork (SPEC's literal rule, any dip and "
+        "10x the loss at the fork, is the other column). Unstable branches and branches that did not grok are "
+        "left out of the fit. Memorisation norm: ||theta||_2 at the branch's t_grok. The max loss ratio is "
+        "against the pre-fork value.",
         "",
         fork_table(report),
         "",
-        fit_line(report["fit"]),
+        fit_lines(report),
         "",
         "```",
         plot.rstrip(),

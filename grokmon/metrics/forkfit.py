@@ -8,31 +8,57 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-STABLE_ACC = 0.99  # a branch whose train acc falls below this after the fork is unstable
-SPIKE_FACTOR = 10.0  # ... or whose train loss rises above this multiple of its value at the fork
+STABLE_ACC = 0.99  # a branch whose train acc falls below this after the fork is unstable ...
+SPIKE_FACTOR = 10.0  # ... or whose train loss rises above this multiple of its pre-fork value
+DIP_STEPS = 100  # ours: a dip below STABLE_ACC counts when it lasts this many steps (docs/metrics.md)
+PRE_FORK_STEPS = 1000  # ours: the pre-fork value is the highest train loss over this window before the fork
 
 
 @dataclass(frozen=True)
 class Stability:
     stable: bool
     min_train_acc: float | None  # over the evaluations after the fork
-    max_loss_ratio: float | None  # max train loss after the fork / train loss at the fork
+    max_loss_ratio: float | None  # max train loss after the fork / the pre-fork value
     reason: str = ""
 
 
-def branch_stability(fork_train_loss: float, train_acc: Sequence[float], train_loss: Sequence[float]) -> Stability:
-    """Stability of a branch from its evaluations strictly after the fork step (SPEC section 6)."""
+def spec_stability(fork_train_loss: float, train_acc: Sequence[float], train_loss: Sequence[float]) -> Stability:
+    """SPEC section 6 read literally, on the evaluations after the fork: any train acc below 0.99, or any
+    train loss above 10x the train loss at the fork."""
+    return _judge(fork_train_loss, train_acc, train_loss, dips=[1.0] if min(train_acc, default=1.0) < STABLE_ACC
+                  else [])
+
+
+def branch_stability(pre_fork_loss: float, steps: Sequence[int], train_acc: Sequence[float],
+                     train_loss: Sequence[float], *, dip_steps: int = DIP_STEPS) -> Stability:
+    """Ours (the default): unstable if train acc stays below 0.99 over consecutive evaluations spanning at
+    least `dip_steps` steps, or the train loss rises above 10x `pre_fork_loss`, the highest train loss of
+    the PRE_FORK_STEPS before the fork. One-evaluation dips and loss spikes of the size the run already
+    had before the fork (Adam's periodic spikes at high weight decay) do not count."""
+    dips, start, prev = [], None, None
+    for step, acc in zip(steps, train_acc):
+        if acc < STABLE_ACC:
+            start = step if start is None else start
+            prev = step
+            if prev - start >= dip_steps:
+                dips.append(prev - start)
+        else:
+            start = None
+    return _judge(pre_fork_loss, train_acc, train_loss, dips=dips)
+
+
+def _judge(ref_loss: float, train_acc: Sequence[float], train_loss: Sequence[float], dips: list) -> Stability:
     if not train_acc:
         return Stability(False, None, None, "no evaluation after the fork")
     min_acc = min(train_acc)
-    ratio = max(train_loss) / fork_train_loss if fork_train_loss > 0 else math.inf
     if not all(math.isfinite(x) for x in train_loss):
         return Stability(False, min_acc, None, "non-finite train loss")
-    if min_acc < STABLE_ACC:
-        return Stability(False, min_acc, ratio, f"train acc fell to {min_acc:.3f} (< {STABLE_ACC})")
+    ratio = max(train_loss) / ref_loss if ref_loss > 0 else math.inf
+    if dips:
+        return Stability(False, min_acc, ratio, f"train acc fell below {STABLE_ACC} (lowest {min_acc:.3f})")
     if ratio > SPIKE_FACTOR:
         return Stability(False, min_acc, ratio,
-                         f"train loss rose {ratio:.3g}x its value at the fork (> {SPIKE_FACTOR:g}x)")
+                         f"train loss rose {ratio:.3g}x its pre-fork value (> {SPIKE_FACTOR:g}x)")
     return Stability(True, min_acc, ratio)
 
 
