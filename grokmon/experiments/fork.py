@@ -195,6 +195,7 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
 
     if not is_run_dir(run_dir):
         raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
+    run_dir = run_dir.resolve()  # fork.json's paths work from any directory
     cfg = config_from_json(run_dir / "config.json")
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)]
     if not rows:
@@ -205,9 +206,10 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
     if relative and lam0 <= 0:
         raise ConfigError(f"--relative needs a weight decay > 0 at the fork, got {lam0}", source="--relative")
     absolute = [round(w * lam0, 12) if relative else w for w in wds]
-    out = out if out is not None else run_dir / "forks"
+    out = out.resolve() if out is not None else run_dir / "forks"
     plan = {
-        "run_dir": str(run_dir), "fork_step": point.step, "fork_rule": point.rule, "lambda0": lam0,
+        "run_dir": str(run_dir), "task": cfg.to_dict()["task"], "fork_step": point.step, "fork_rule": point.rule,
+        "lambda0": lam0,
         "relative": relative, "grid": list(wds), "weight_decays": absolute,
         "parent": {k: events.get(k) for k in ("t_grok", "t_fsd", "t_fsd_online")},
         "after_grok": after_grok,
