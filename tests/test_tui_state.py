@@ -161,3 +161,16 @@ def test_log_helpers_mask_non_positive_and_label_decades() -> None:
 def test_weight_decay_input_is_a_finite_number_at_least_zero(text: str, ok: bool) -> None:
     value, error = parse_weight_decay(text)
     assert (value is not None) == ok and (error == "") == ok
+
+
+def test_schedule_note_says_what_the_schedule_will_do_then_when_it_did() -> None:
+    from grokmon.tui.status_bar import status_text
+
+    assert RunState(CONFIG).schedule_note is None
+    s = RunState({**CONFIG, "schedule": {"weight_decay": "fsd", "kappa": 2.5, "at_step": 0}})
+    assert s.schedule_note == "schedule fsd: x2.5 at the FSD ceiling"
+    s.ingest_event(ev("intervention", 1200, name="weight_decay", old=1.0, new=2.5, source="schedule:fsd"))
+    assert s.schedule_note == "schedule fsd: raised at step 1200"
+    assert "schedule fsd: raised at step 1200" in status_text(s, "live").plain
+    step = RunState({**CONFIG, "schedule": {"weight_decay": "step", "kappa": 2.0, "at_step": 3000}})
+    assert step.schedule_note == "schedule step: x2 at step 3000"

@@ -311,6 +311,19 @@ class RunState:
         return self.status in ("finished", "failed")
 
     @property
+    def schedule_note(self) -> str | None:
+        """The weight-decay schedule, for the status bar: what it will do, or when it did it."""
+        sched = self.config.get("schedule") if isinstance(self.config.get("schedule"), dict) else {}
+        kind = sched.get("weight_decay", "constant")
+        if kind not in ("fsd", "step"):
+            return None
+        fired = next((i for i in self.interventions if i.source == f"schedule:{kind}"), None)
+        if fired is not None:
+            return f"schedule {kind}: raised at step {fired.step}"
+        when = "at the FSD ceiling" if kind == "fsd" else f"at step {sched.get('at_step')}"
+        return f"schedule {kind}: x{format_kappa(sched.get('kappa'))} {when}"
+
+    @property
     def target_weight_decay(self) -> float | None:
         """The weight decay the next `w`/`W` should scale: the pending request's value, else the current."""
         return self.pending_weight_decay if self.pending_weight_decay is not None else self.weight_decay
@@ -328,3 +341,8 @@ class RunState:
         if self.t_grok is not None:
             out.append(Marker(self.t_grok, "grok", "t_grok"))
         return out
+
+
+def format_kappa(value: Any) -> str:
+    v = _number(value)
+    return f"{v:g}" if math.isfinite(v) else "?"

@@ -31,6 +31,8 @@ def status_text(state: RunState, mode: str, stopping: bool = False) -> Text:
     text.append(f"lr {format_value(state.lr)}  wd {format_value(state.weight_decay)}")
     if state.pending_weight_decay is not None:
         text.append(f" (-> {format_value(state.pending_weight_decay)} pending)", style="italic")
+    if state.schedule_note is not None:
+        text.append(f"  ({state.schedule_note})", style="italic")
     if state.pending_pause is not None:
         text.append(f"  ({'pause' if state.pending_pause else 'resume'} pending)", style="italic")
     text.append(f"  phase {state.phase or '-'}")
