@@ -117,3 +117,13 @@ def test_running_line_reads_each_runs_last_row(tmp_path: Path) -> None:
     (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 100, "val_acc": 0.25}\n{"step": 200, "val_acc": 0.5}\n{"st')
     line = running_line([RunJob("a", str(tmp_path / "a"), {}), RunJob("b", str(tmp_path / "b"), {})])
     assert line == "running: a step 200 val_acc 0.500, b starting"
+
+
+def test_ray_backend_without_ray_installed_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from grokmon.experiments.jobs import RunJob, run_jobs
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'grokmon\[ray\]'"):
+        run_jobs([RunJob("a", "/nonexistent/a", {})], backend="ray")
