@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "differ only in weight decay; run each to grokking and fit dt = C / lambda. "
                                       "Writes RUN_DIR/forks/: a run directory per branch, fork.json and fork.md. "
                                       "Run it again to finish branches that were interrupted.")
-    fork.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    fork.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                      help="a run directory with checkpoints (a headless or TUI run, finished or not)")
     fork.add_argument("--at", default="fsd-ceiling", metavar="fsd-ceiling|STEP",
                       help="fork step: the run's FSD ceiling (offline t_fsd; the online detector's step if the "
                            "offline one is not before t_grok) or a step number (default: fsd-ceiling)")
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="branch weight decays (default: 0.5,1,1.5,2,3,5)")
     fork.add_argument("--relative", action="store_true",
                       help="--wd values are multiples of the weight decay in force at the fork (lambda0)")
-    fork.add_argument("--jobs", type=int, default=1, metavar="N", help="branches run at once, one process each")
+    fork.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="branches run at once, one process each (default 1)")
     fork.add_argument("--after-grok", type=int, default=500, metavar="STEPS",
                       help="keep a branch training this long after it groks, to judge its stability (default 500)")
     fork.add_argument("--eval-every", type=int, metavar="STEPS",
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seeds; seed s sets task.seed, model.seed and train.seed (default: 0)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a profile value for every run; repeatable")
-    sweep.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at once, one process each")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="local runs at once, one process each (default 1)")
     sweep.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local processes, or tasks on a Ray cluster (pip install 'grokmon[ray]')")
     sweep.add_argument("--address", metavar="ADDR",
