@@ -149,3 +149,16 @@ def test_ctrl_c_stops_parallel_branches_cleanly_and_a_rerun_finishes(parent: Pat
     assert again.returncode == 0, again.stderr
     report = json.loads((forks / "fork.json").read_text())
     assert [b["status"] for b in report["branches"]] == ["completed", "completed"]
+
+
+def test_a_fork_that_cannot_be_replayed_exactly_is_refused(tiny: Config, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "sched")
+    cfg = tiny.replace("train", max_steps=120).replace("schedule", weight_decay="step", at_step=50, kappa=2.0)
+    Engine(cfg, [run], checkpointer=run).run()  # checkpoints at 40, 80, 120; weight decay raised at 50
+    run.close()
+    proc = run_cli("fork", str(tmp_path / "sched"), "--at", "60", "--wd", "1")
+    assert proc.returncode == 2
+    assert "weight_decay changed at step 50 (schedule:step)" in proc.stderr and "80, 120" in proc.stderr
+    ok = run_cli("fork", str(tmp_path / "sched"), "--at", "80", "--wd", "1", "--max-steps", "100")
+    assert ok.returncode == 0, ok.stderr  # a checkpoint step needs no replay
+    assert json.loads((tmp_path / "sched" / "forks" / "fork.json").read_text())["lambda0"] == 2.0

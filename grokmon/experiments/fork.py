@@ -89,7 +89,7 @@ def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], ste
     import torch
 
     from grokmon.engine import Engine
-    from grokmon.sinks.rundir import checkpoints, load_checkpoint
+    from grokmon.sinks.rundir import checkpoints, load_checkpoint, read_jsonl
 
     found = checkpoints(run_dir)
     if step in found:
@@ -103,6 +103,17 @@ def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], ste
     if not earlier:
         raise ConfigError(f"has no checkpoint at or before step {step} to fork from", source=str(run_dir))
     base = max(earlier)
+    # A checkpoint holds the state before that step's commands; the replay applies none, so a change of
+    # weight decay or lr in [base, step) cannot be replayed: refuse rather than fork from a different state.
+    changed = [e for e in read_jsonl(run_dir / "events.jsonl") if e.get("type") == "intervention"
+               and e.get("name") in ("weight_decay", "lr") and isinstance(e.get("step"), int)
+               and base <= e["step"] < step]
+    if changed:
+        e = changed[0]
+        raise ConfigError(f"{e['name']} changed at step {e['step']} ({e.get('source')}), after the last checkpoint "
+                          f"before step {step} (at {base}); fork at a checkpoint step instead: "
+                          f"{', '.join(str(s) for s in sorted(found) if s > e['step'])[:60] or 'none after it'}",
+                          source="--at")
     replay = cfg.replace("train", max_steps=step, stop_after_grok=-1, eval_every=10**9)
     replay = replay.replace("metrics", metrics_every=0).replace("schedule", weight_decay="constant")
     engine = Engine(replay, resume_state=load_checkpoint(found[base]))
