@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grokmon.experiments.fork import analyse_fork
+from grokmon.metrics.forkfit import fit_inverse
 from grokmon.sinks.rundir import read_jsonl
 
 PAPER_R2 = "0.89-0.99"
@@ -60,8 +61,32 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
                          f"{_f(b['dt'])} | {_f(b['stable'])} | {_f(b.get('stable_spec'))} | "
                          f"{_f(b['mem_norm'], '.2f')} | {_f(b['min_train_acc'], '.3f')} |")
         lines.append("")
+    by_p: dict[int, list[dict[str, Any]]] = {}
+    for r in reports:
+        by_p.setdefault(_p(r), []).append(r)
+    averaged = [(p, rs) for p, rs in by_p.items() if len(rs) > 1]
+    if averaged:
+        lines += ["Seed-averaged dt (the paper fits these): for each lambda / lambda0, the mean dt over the seeds "
+                  "whose branch grokked and is stable (ours); the fit needs every seed at that factor.", "",
+                  "| p | seeds | factors fitted | C | R^2 | strictly monotone | mean dt per factor |",
+                  "|---|---|---|---|---|---|---|"]
+        for p, rs in averaged:
+            factors = sorted({round(b["weight_decay"] / r["lambda0"], 9) for r in rs for b in r["branches"]})
+            mean_dt = {}
+            for k in factors:
+                dts = [b["dt"] for r in rs for b in r["branches"]
+                       if round(b["weight_decay"] / r["lambda0"], 9) == k and b["stable"] and b["dt"] is not None]
+                if len(dts) == len(rs):
+                    mean_dt[k] = sum(dts) / len(dts)
+            fit = fit_inverse(list(mean_dt), list(mean_dt.values())) if mean_dt else None
+            seeds = ",".join(str(r["task"]["seed"]) for r in rs if "task" in r)
+            shown = ", ".join(f"{k:g}: {v:.0f}" for k, v in mean_dt.items())
+            lines.append(f"| {p} | {seeds} | {len(mean_dt)} of {len(factors)} | {_f(fit.c if fit else None, '.0f')} | "
+                         f"{_f(fit.r2 if fit else None, '.3f')} | {_f(fit.monotone if fit else None)} | {shown} |")
+        lines.append("")
     if json_out is not None:
-        json_out.write_text(json.dumps({f"p{_p(r)}": r for r in reports}, indent=1) + "\n")
+        json_out.write_text(json.dumps({f"p{_p(r)}-s{r.get('task', {}).get('seed', 0)}": r for r in reports},
+                                       indent=1) + "\n")
     return "\n".join(lines)
 
 
