@@ -172,6 +172,8 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
         "unstable_reason": stab.reason,
         "min_train_acc": stab.min_train_acc,
         "max_loss_ratio": stab.max_loss_ratio,
+        "dip_steps": stab.dip_steps,  # the longest train-acc dip below 0.99 after the fork, in steps
+        "spike_steps": stab.spike_steps,  # the longest train-loss excursion above 10x the pre-fork value
         "stable_spec": spec.stable,  # SPEC's rule read literally (docs/metrics.md says why it is not the default)
         "unstable_reason_spec": spec.reason,
         # ||theta||_2 at t_grok (the probe's weight_norm is the sum of squares)
@@ -342,11 +344,11 @@ def fork_markdown(report: dict[str, Any]) -> str:
         f"Fork at step {report['fork_step']} ({report['fork_rule']}); lambda0 = {report['lambda0']:g}; "
         f"parent t_grok {_fmt(parent.get('t_grok'))}, t_fsd {_fmt(parent.get('t_fsd'))}, "
         f"online {_fmt(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
-        f"its train acc stays below 0.99 for {DIP_STEPS} steps or more, or its train loss rises above 10x the "
-        f"highest train loss of the {PRE_FORK_STEPS} steps before the fork (SPEC's literal rule, any dip and "
-        "10x the loss at the fork, is the other column). Unstable branches and branches that did not grok are "
-        "left out of the fit. Memorisation norm: ||theta||_2 at the branch's t_grok. The max loss ratio is "
-        "against the pre-fork value.",
+        f"its train acc stays below 0.99, or its train loss stays above 10x the highest train loss of the "
+        f"{PRE_FORK_STEPS} steps before the fork, for {DIP_STEPS} steps or more (SPEC's literal rule, any "
+        "single evaluation against the loss at the fork, is the other column). Unstable branches and branches "
+        "that did not grok are left out of the fit. Memorisation norm: ||theta||_2 at the branch's t_grok. "
+        "The max loss ratio is against the pre-fork value.",
         "",
         fork_table(report),
         "",

@@ -10,7 +10,7 @@ from typing import Sequence
 
 STABLE_ACC = 0.99  # a branch whose train acc falls below this after the fork is unstable ...
 SPIKE_FACTOR = 10.0  # ... or whose train loss rises above this multiple of its pre-fork value
-DIP_STEPS = 100  # ours: a dip below STABLE_ACC counts when it lasts this many steps (docs/metrics.md)
+DIP_STEPS = 100  # ours: a dip or a spike counts when it lasts this many steps (docs/metrics.md)
 PRE_FORK_STEPS = 1000  # ours: the pre-fork value is the highest train loss over this window before the fork
 
 
@@ -20,46 +20,51 @@ class Stability:
     min_train_acc: float | None  # over the evaluations after the fork
     max_loss_ratio: float | None  # max train loss after the fork / the pre-fork value
     reason: str = ""
+    dip_steps: int = 0  # the longest run of evaluations with train acc < 0.99, first to last step
+    spike_steps: int = 0  # the same for train loss > 10x the pre-fork value
 
 
 def spec_stability(fork_train_loss: float, train_acc: Sequence[float], train_loss: Sequence[float]) -> Stability:
     """SPEC section 6 read literally, on the evaluations after the fork: any train acc below 0.99, or any
     train loss above 10x the train loss at the fork."""
-    return _judge(fork_train_loss, train_acc, train_loss, dips=[1.0] if min(train_acc, default=1.0) < STABLE_ACC
-                  else [])
+    steps = list(range(len(train_acc)))
+    return branch_stability(fork_train_loss, steps, train_acc, train_loss, min_steps=0)
 
 
 def branch_stability(pre_fork_loss: float, steps: Sequence[int], train_acc: Sequence[float],
-                     train_loss: Sequence[float], *, dip_steps: int = DIP_STEPS) -> Stability:
-    """Ours (the default): unstable if train acc stays below 0.99 over consecutive evaluations spanning at
-    least `dip_steps` steps, or the train loss rises above 10x `pre_fork_loss`, the highest train loss of
-    the PRE_FORK_STEPS before the fork. One-evaluation dips and loss spikes of the size the run already
-    had before the fork (Adam's periodic spikes at high weight decay) do not count."""
-    dips, start, prev = [], None, None
-    for step, acc in zip(steps, train_acc):
-        if acc < STABLE_ACC:
-            start = step if start is None else start
-            prev = step
-            if prev - start >= dip_steps:
-                dips.append(prev - start)
-        else:
-            start = None
-    return _judge(pre_fork_loss, train_acc, train_loss, dips=dips)
-
-
-def _judge(ref_loss: float, train_acc: Sequence[float], train_loss: Sequence[float], dips: list) -> Stability:
+                     train_loss: Sequence[float], *, min_steps: int = DIP_STEPS) -> Stability:
+    """Ours (the default): unstable if train acc stays below 0.99, or the train loss stays above 10x
+    `pre_fork_loss` (the highest train loss of the PRE_FORK_STEPS before the fork), over consecutive
+    evaluations spanning at least `min_steps` steps. Adam's one-evaluation spikes, which the unchanged
+    lambda0 branch has too, do not count; a collapse does. min_steps=0: any single evaluation counts."""
     if not train_acc:
         return Stability(False, None, None, "no evaluation after the fork")
     min_acc = min(train_acc)
     if not all(math.isfinite(x) for x in train_loss):
         return Stability(False, min_acc, None, "non-finite train loss")
-    ratio = max(train_loss) / ref_loss if ref_loss > 0 else math.inf
-    if dips:
-        return Stability(False, min_acc, ratio, f"train acc fell below {STABLE_ACC} (lowest {min_acc:.3f})")
-    if ratio > SPIKE_FACTOR:
-        return Stability(False, min_acc, ratio,
-                         f"train loss rose {ratio:.3g}x its pre-fork value (> {SPIKE_FACTOR:g}x)")
-    return Stability(True, min_acc, ratio)
+    ratio = max(train_loss) / pre_fork_loss if pre_fork_loss > 0 else math.inf
+    dip = _longest(steps, [a < STABLE_ACC for a in train_acc])
+    spike = _longest(steps, [x > SPIKE_FACTOR * pre_fork_loss for x in train_loss])
+    span = " for {} steps" if min_steps else ""
+    if dip is not None and dip >= min_steps:
+        return Stability(False, min_acc, ratio, f"train acc below {STABLE_ACC}{span.format(dip)} "
+                         f"(lowest {min_acc:.3f})", dip, spike or 0)
+    if spike is not None and spike >= min_steps:
+        return Stability(False, min_acc, ratio, f"train loss above {SPIKE_FACTOR:g}x its pre-fork value"
+                         f"{span.format(spike)} (max {ratio:.3g}x)", dip or 0, spike)
+    return Stability(True, min_acc, ratio, "", dip or 0, spike or 0)
+
+
+def _longest(steps: Sequence[int], flags: Sequence[bool]) -> int | None:
+    """The longest span (last step - first step) of consecutive flagged evaluations; None if none is."""
+    best, start = None, None
+    for step, flag in zip(steps, flags):
+        if flag:
+            start = step if start is None else start
+            best = max(best or 0, step - start)
+        else:
+            start = None
+    return best
 
 
 @dataclass(frozen=True)
