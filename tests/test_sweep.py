@@ -60,7 +60,10 @@ def test_local_sweep_in_parallel_processes_then_a_rerun_skips_finished_runs(tiny
         cfg = json.loads((Path(r["run_dir"]) / "config.json").read_text())
         assert cfg["task"]["p"] == int(r["point"]["task.p"]) and cfg["model"]["seed"] == r["seed"]
         assert read_jsonl(Path(r["run_dir"]) / "metrics.jsonl")[-1]["step"] == 60
-    assert "| p23-s0 | 23 | 0 | completed |" in (out / "sweep.md").read_text()
+    md = (out / "sweep.md").read_text()
+    assert "| p23-s0 | 23 | 0 | completed |" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1  # header, separator and rows agree
     assert "| run | task.p | seed | status" in proc.stdout
     # Seeds differ: different splits, different numbers.
     rows = [read_jsonl(out / n / "metrics.jsonl")[-1]["train_loss"] for n in ("p23-s0", "p23-s1")]

@@ -96,7 +96,7 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Sweep of profile `{report['profile']}`", "",
              f"{report['n_runs']} runs ({report['backend']} backend); {report['n_grokked']} grokked "
              "(val_acc >= 0.95). lead = t_grok - t_fsd (offline FSD ceiling).", "",
-             head, "|" + "---|" * (len(keys) + 8)]
+             head, "|" + "---|" * (len(keys) + 7)]
     for r in report["runs"]:
         lines.append(f"| {r['name']} | " + " | ".join(str(r["point"][k]) for k in keys) +
                      f" | {r['seed']} | {r['status']} | {f(r['t_grok'])} | {f(r['t_fsd'])} | "
