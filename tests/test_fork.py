@@ -167,3 +167,15 @@ def test_a_fork_that_cannot_be_replayed_exactly_is_refused(tiny: Config, tmp_pat
     ok = run_cli("fork", str(tmp_path / "sched"), "--at", "80", "--wd", "1", "--max-steps", "100")
     assert ok.returncode == 0, ok.stderr  # a checkpoint step needs no replay
     assert json.loads((tmp_path / "sched" / "forks" / "fork.json").read_text())["lambda0"] == 2.0
+
+
+def test_a_job_that_raises_in_its_process_is_reported_failed_and_the_others_finish(tiny: Config,
+                                                                                   tmp_path: Path) -> None:
+    from grokmon.experiments import jobs
+
+    bad = RunJob("bad", str(tmp_path / "bad"), {**tiny.to_dict(), "train": {**tiny.to_dict()["train"],
+                                                                           "device": "cuda:99"}})
+    good = RunJob("good", str(tmp_path / "good"), tiny.to_dict())
+    results = jobs.run_jobs([bad, good], n_jobs=2)
+    assert results[0].status == "failed" and "cuda" in results[0].error  # reported, not a hang
+    assert results[1].status == "completed"

@@ -24,7 +24,9 @@ from grokmon.errors import ConfigError
 
 HISTORY_FILES = ("metrics.jsonl", "spectra.jsonl", "events.jsonl")
 LOCK_FILE = ".lock"  # held (flock) by the process training the run
+DEAD_GRACE_S = 5.0  # how long a worker that exited may take to deliver its result
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_early_stop: list[int] = []  # stop signals a worker process got before its run could take them
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def _run_locked(job: RunJob, run_dir: Path, handle_signals: bool) -> JobResult:
             previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
         except ValueError:  # not the main thread (some Ray workers): stop via control.jsonl only
             previous = {}
+    if _early_stop:  # Ctrl-C reached this worker while it was starting: stop at the first step boundary
+        on_signal(_early_stop[0], None)
     t0 = time.perf_counter()
     try:
         result = engine.run()
@@ -231,6 +235,10 @@ def _last_row(path: Path) -> dict[str, Any] | None:
 
 def _worker(job_dict: dict[str, Any], out: Any) -> None:
     """Entry point of one spawned process: the job's result (or its crash) goes back on the queue."""
+    # Until the run installs its own handlers, and after it restores these, a stop signal is only noted:
+    # the default action would kill the process before its result (or its checkpoint) is written.
+    for s in _STOP_SIGNALS:
+        signal.signal(s, lambda signum, frame: _early_stop.append(signum))
     job = RunJob(**{**job_dict, "start_commands": tuple(tuple(c) for c in job_dict["start_commands"])})
     try:
         out.put(asdict(run_job(job)))
@@ -263,6 +271,7 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
 
     previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
     by_name = {j.name: j for j in jobs}
+    dead_since: dict[str, float] = {}
     last_tick = time.monotonic()
     try:
         while pending or running:
@@ -278,17 +287,22 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
                 got = JobResult(**out.get(timeout=0.5))
             except queue.Empty:
                 got = None
-            if got is not None:
+            if got is not None and got.name in running:
                 running.pop(got.name).join()
+                dead_since.pop(got.name, None)
                 results.append(got)
                 if on_done:
                     on_done(got)
                 continue
             for name, proc in list(running.items()):
-                if not proc.is_alive() and proc.exitcode not in (0, None):  # killed, or crashed in C code
+                if proc.is_alive():
+                    continue
+                # A result may still be in the pipe for a moment after its process has exited.
+                first = dead_since.setdefault(name, time.monotonic())
+                if time.monotonic() - first > DEAD_GRACE_S:  # killed, or crashed in C code
                     running.pop(name)
                     results.append(JobResult(name, by_name[name].run_dir, "failed",
-                                             error=f"process exit {proc.exitcode}"))
+                                             error=f"the process exited ({proc.exitcode}) without a result"))
                     if on_done:
                         on_done(results[-1])
             if stopping and not running:
