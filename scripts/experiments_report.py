@@ -64,7 +64,8 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
     by_p: dict[int, list[dict[str, Any]]] = {}
     for r in reports:
         by_p.setdefault(_p(r), []).append(r)
-    averaged = [(p, rs) for p, rs in by_p.items() if len(rs) > 1]
+    seed = lambda r: r.get("task", {}).get("seed", 0)  # noqa: E731
+    averaged = [(p, rs) for p, rs in by_p.items() if len({seed(r) for r in rs}) == len(rs) > 1]
     if averaged:
         lines += ["Seed-averaged dt (the paper fits these): for each lambda / lambda0, the mean dt over the seeds "
                   "whose branch grokked and is stable (ours); the fit needs every seed at that factor.", "",
@@ -85,8 +86,8 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
                          f"{_f(fit.r2 if fit else None, '.3f')} | {_f(fit.monotone if fit else None)} | {shown} |")
         lines.append("")
     if json_out is not None:
-        json_out.write_text(json.dumps({f"p{_p(r)}-s{r.get('task', {}).get('seed', 0)}": r for r in reports},
-                                       indent=1) + "\n")
+        json_out.write_text(json.dumps({f"p{_p(r)}-s{r.get('task', {}).get('seed', 0)}-at{r['fork_step']}": r
+                                        for r in reports}, indent=1) + "\n")
     return "\n".join(lines)
 
 
