@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grokmon.experiments.fork import analyse_fork
+from grokmon.experiments.fork import analyse_fork, fmt_cell
 from grokmon.metrics.forkfit import fit_inverse
 from grokmon.sinks.rundir import read_jsonl
 
@@ -32,13 +32,6 @@ def _p(report: dict[str, Any]) -> int:
     return int(json.loads((Path(report["run_dir"]) / "config.json").read_text())["task"]["p"])
 
 
-def _f(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return format(value, spec) if spec else str(value)
-
 
 def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
     reports = sorted((_load(d) for d in dirs), key=_p)
@@ -47,19 +40,19 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         fit, spec = r["fit"], r.get("fit_spec_stability") or analyse_fork(r["fork_step"], r["branches"], "stable_spec")
-        lines.append(f"| {_p(r)} | {r['lambda0']:g} | {r['fork_step']} ({r['fork_rule']}) | {_f(r['parent']['t_grok'])} | "
-                     f"{fit['n_fit']} of {len(r['branches'])} | {_f(fit['C'], '.0f')} | {_f(fit['r2'], '.3f')} | "
-                     f"{_f(spec['r2'], '.3f')} ({spec['n_fit']} fitted) | {_f(fit['monotone'])} | "
-                     f"{_f(fit['mem_norm_cv'], '.3f')} | {PAPER_R2} |")
+        lines.append(f"| {_p(r)} | {r['lambda0']:g} | {r['fork_step']} ({r['fork_rule']}) | {fmt_cell(r['parent']['t_grok'])} | "
+                     f"{fit['n_fit']} of {len(r['branches'])} | {fmt_cell(fit['C'], '.0f')} | {fmt_cell(fit['r2'], '.3f')} | "
+                     f"{fmt_cell(spec['r2'], '.3f')} ({spec['n_fit']} fitted) | {fmt_cell(fit['monotone'])} | "
+                     f"{fmt_cell(fit['mem_norm_cv'], '.3f')} | {PAPER_R2} |")
     lines.append("")
     for r in reports:
         lines += [f"p = {_p(r)} (lambda0 {r['lambda0']:g}, fork at step {r['fork_step']}):", "",
                   "| lambda | lambda / lambda0 | t_grok | dt | stable (ours) | stable (SPEC literal) | "
                   "memorisation norm | min train acc after the fork |", "|---|---|---|---|---|---|---|---|"]
         for b in r["branches"]:
-            lines.append(f"| {b['weight_decay']:g} | {b['weight_decay'] / r['lambda0']:g} | {_f(b['t_grok'])} | "
-                         f"{_f(b['dt'])} | {_f(b['stable'])} | {_f(b.get('stable_spec'))} | "
-                         f"{_f(b['mem_norm'], '.2f')} | {_f(b['min_train_acc'], '.3f')} |")
+            lines.append(f"| {b['weight_decay']:g} | {b['weight_decay'] / r['lambda0']:g} | {fmt_cell(b['t_grok'])} | "
+                         f"{fmt_cell(b['dt'])} | {fmt_cell(b['stable'])} | {fmt_cell(b.get('stable_spec'))} | "
+                         f"{fmt_cell(b['mem_norm'], '.2f')} | {fmt_cell(b['min_train_acc'], '.3f')} |")
         lines.append("")
     by_p: dict[int, list[dict[str, Any]]] = {}
     for r in reports:
@@ -82,8 +75,8 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
             fit = fit_inverse(list(mean_dt), list(mean_dt.values())) if mean_dt else None
             seeds = ",".join(str(r["task"]["seed"]) for r in rs if "task" in r)
             shown = ", ".join(f"{k:g}: {v:.0f}" for k, v in mean_dt.items())
-            lines.append(f"| {p} | {seeds} | {len(mean_dt)} of {len(factors)} | {_f(fit.c if fit else None, '.0f')} | "
-                         f"{_f(fit.r2 if fit else None, '.3f')} | {_f(fit.monotone if fit else None)} | {shown} |")
+            lines.append(f"| {p} | {seeds} | {len(mean_dt)} of {len(factors)} | {fmt_cell(fit.c if fit else None, '.0f')} | "
+                         f"{fmt_cell(fit.r2 if fit else None, '.3f')} | {fmt_cell(fit.monotone if fit else None)} | {shown} |")
         lines.append("")
     if json_out is not None:
         json_out.write_text(json.dumps({f"p{_p(r)}-s{r.get('task', {}).get('seed', 0)}-at{r['fork_step']}": r
@@ -103,15 +96,15 @@ def schedule(constant: Path, fsd: Path, step: Path, kappa: float) -> str:
     lines = ["| schedule | raise at step | weight decay after | t_grok | stable | lowest train acc after the raise |",
              "|---|---|---|---|---|---|",
              f"| constant | - | {json.loads((constant / 'config.json').read_text())['optim']['weight_decay']:g} | "
-             f"{_f(const_t)} | - | - |"]
+             f"{fmt_cell(const_t)} | - | - |"]
     for name, d in (("fsd", fsd), ("step", step)):
         r = _load(d)
         for b in r["branches"]:
             if abs(b["weight_decay"] / r["lambda0"] - kappa) > 1e-9 and name == "step":
                 continue
             k = b["weight_decay"] / r["lambda0"]
-            lines.append(f"| {name} (kappa {k:g}) | {r['fork_step']} | {b['weight_decay']:g} | {_f(b['t_grok'])} | "
-                         f"{_f(b['stable'])} | {_f(b['min_train_acc'], '.3f')} |")
+            lines.append(f"| {name} (kappa {k:g}) | {r['fork_step']} | {b['weight_decay']:g} | {fmt_cell(b['t_grok'])} | "
+                         f"{fmt_cell(b['stable'])} | {fmt_cell(b['min_train_acc'], '.3f')} |")
     return "\n".join(lines)
 
 

@@ -296,7 +296,8 @@ def write_fork(out_dir: Path, report: dict[str, Any]) -> None:
     os.replace(tmp, out_dir / "fork.md")
 
 
-def _fmt(value: Any, spec: str = "") -> str:
+def fmt_cell(value: Any, spec: str = "") -> str:
+    """A table cell: "-" for None, yes/no for booleans, else the value formatted with `spec`."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -308,11 +309,11 @@ def fork_table(report: dict[str, Any]) -> str:
     lines = ["| lambda | status | t_grok | dt | stable | stable (SPEC literal) | memorisation norm | min train acc "
              "| max loss ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for b in report["branches"]:
-        stable = _fmt(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
-        spec = _fmt(b.get("stable_spec"))
-        lines.append(f"| {b['weight_decay']:g} | {b['status']} | {_fmt(b['t_grok'])} | {_fmt(b['dt'])} | {stable} | "
-                     f"{spec} | {_fmt(b['mem_norm'], '.2f')} | {_fmt(b['min_train_acc'], '.4f')} | "
-                     f"{_fmt(b['max_loss_ratio'], '.3g')} |")
+        stable = fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
+        spec = fmt_cell(b.get("stable_spec"))
+        lines.append(f"| {b['weight_decay']:g} | {b['status']} | {fmt_cell(b['t_grok'])} | {fmt_cell(b['dt'])} | {stable} | "
+                     f"{spec} | {fmt_cell(b['mem_norm'], '.2f')} | {fmt_cell(b['min_train_acc'], '.4f')} | "
+                     f"{fmt_cell(b['max_loss_ratio'], '.3g')} |")
     return "\n".join(lines)
 
 
@@ -320,8 +321,8 @@ def fit_line(fit: dict[str, Any], label: str = "fit") -> str:
     if not fit["n_fit"]:
         return f"{label}: no branch grokked stably; nothing to fit"
     return (f"{label}: dt = C / lambda over {fit['n_fit']} branches: C = {fit['C']:.1f}, "
-            f"R^2 = {_fmt(fit['r2'], '.3f')}, dt strictly falling with lambda: {_fmt(fit['monotone'])}, "
-            f"CV of the memorisation norm: {_fmt(fit['mem_norm_cv'], '.3f')}")
+            f"R^2 = {fmt_cell(fit['r2'], '.3f')}, dt strictly falling with lambda: {fmt_cell(fit['monotone'])}, "
+            f"CV of the memorisation norm: {fmt_cell(fit['mem_norm_cv'], '.3f')}")
 
 
 def fit_lines(report: dict[str, Any]) -> str:
@@ -342,8 +343,8 @@ def fork_markdown(report: dict[str, Any]) -> str:
         f"# Weight-decay fork of `{report['run_dir']}`",
         "",
         f"Fork at step {report['fork_step']} ({report['fork_rule']}); lambda0 = {report['lambda0']:g}; "
-        f"parent t_grok {_fmt(parent.get('t_grok'))}, t_fsd {_fmt(parent.get('t_fsd'))}, "
-        f"online {_fmt(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
+        f"parent t_grok {fmt_cell(parent.get('t_grok'))}, t_fsd {fmt_cell(parent.get('t_fsd'))}, "
+        f"online {fmt_cell(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
         f"its train acc stays below 0.99, or its train loss stays above 10x the highest train loss of the "
         f"{PRE_FORK_STEPS} steps before the fork, for {DIP_STEPS} steps or more (SPEC's literal rule, any "
         "single evaluation against the loss at the fork, is the other column). Unstable branches and branches "
