@@ -169,7 +169,7 @@ def _check_jobs(n: int) -> None:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    from grokmon.experiments.fork import fit_lines, fork_table, parse_wd_list, run_fork
+    from grokmon.experiments.fork import parse_wd_list, run_fork
 
     _check_jobs(args.jobs)
     if args.after_grok < 0:
@@ -180,16 +180,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
                       eval_every=args.eval_every, after_grok=args.after_grok, max_steps=args.max_steps,
                       n_jobs=args.jobs, log=_log)
     out = args.out if args.out is not None else args.run_dir / "forks"
-    print(fork_table(report))
-    print(fit_lines(report))
-    if sys.stdout.isatty():
-        import os
-        import shutil
-
-        from grokmon.tui.fork_plot import fork_plot
-
-        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-        print(fork_plot(report, width=width, height=18, color="NO_COLOR" not in os.environ))
+    _print_fork(report, plot=sys.stdout.isatty())  # the plot is in fork.md; on a pipe the table is enough
     _log(f"grokmon: fork written to {out / 'fork.json'} and {out / 'fork.md'}")
     return _unfinished_exit([(b["name"], b["status"]) for b in report["branches"]],
                             "run the same command again to continue them")
@@ -273,9 +264,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
     """`grokmon report` on a fork or sweep directory: its table (and the fork's plot), or its JSON."""
-    import os
-    import shutil
-
     from grokmon.experiments.jobs import read_json
 
     kind = "fork" if (path / "fork.json").is_file() else "sweep"
@@ -290,16 +278,24 @@ def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
 
         print(sweep_markdown(data), end="")
         return 0
+    _print_fork(data, plot=plot)
+    return 0
+
+
+def _print_fork(report: dict[str, Any], *, plot: bool) -> None:
+    """A fork's table and fit on stdout, then its plot (coloured on a terminal without NO_COLOR)."""
+    import os
+    import shutil
+
     from grokmon.experiments.fork import fit_lines, fork_table
 
-    print(fork_table(data))
-    print(fit_lines(data))
+    print(fork_table(report))
+    print(fit_lines(report))
     if plot:
         from grokmon.tui.fork_plot import fork_plot
 
         width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-        print(fork_plot(data, width=width, height=18, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
-    return 0
+        print(fork_plot(report, width=width, height=18, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -110,7 +110,6 @@ class Engine:
         self.t_grok: int | None = None
         self.last_eval_step = -1
         self.last_checkpoint_step = -1
-        self._schedule_applied_at = -1
         self.wall_offset = 0.0
         self._t0 = time.perf_counter()
         self._resumed = resume_state is not None
@@ -286,8 +285,7 @@ class Engine:
             due = self.step == sc.at_step
         else:
             return
-        if due and self.step != self._schedule_applied_at:
-            self._schedule_applied_at = self.step
+        if due:  # called once per step: the loop trains a step after each call
             self.apply(Command("set_weight_decay", sc.kappa * self.cfg.optim.weight_decay,
                                source=f"schedule:{sc.weight_decay}"))
 

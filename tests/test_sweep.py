@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from grokmon.config import load_config
 from grokmon.errors import ConfigError
 from grokmon.experiments.sweep import collect_sweep, parse_grid, parse_seeds, plan_sweep, run_name, sweep_markdown
 from grokmon.sinks.rundir import read_jsonl
@@ -29,12 +30,13 @@ def test_grid_and_seed_parsing() -> None:
 
 
 def test_plan_validates_every_config_before_running(tiny_profile: Path, tmp_path: Path) -> None:
-    jobs, meta, _ = plan_sweep(str(tiny_profile), parse_grid(["task.p=23,29"]), [0, 1], [], tmp_path)
+    base = load_config(str(tiny_profile))
+    jobs, meta = plan_sweep(base, parse_grid(["task.p=23,29"]), [0, 1], tmp_path)
     assert [j.name for j in jobs] == ["p23-s0", "p23-s1", "p29-s0", "p29-s1"]
     assert all(j.config["task"]["seed"] == j.config["model"]["seed"] == j.config["train"]["seed"] == m["seed"]
                for j, m in zip(jobs, meta))
     with pytest.raises(ConfigError, match="task.p"):
-        plan_sweep(str(tiny_profile), parse_grid(["task.p=23,24"]), [0], [], tmp_path)  # 24 is not prime
+        plan_sweep(base, parse_grid(["task.p=23,24"]), [0], tmp_path)  # 24 is not prime
 
 
 def test_summary_mean_lead_and_sign_test() -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from grokmon.config import Config, config_from_json
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs, running_line
+from grokmon.experiments.jobs import JobResult, RunJob, final_status, read_json, run_jobs, running_line
 from grokmon.metrics.forkfit import (
     DIP_STEPS, PRE_FORK_STEPS, branch_stability, coefficient_of_variation, fit_inverse, spec_stability,
 )
@@ -231,7 +231,7 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
     if old is not None and old.get("fork_step") != point.step:
         raise ConfigError(f"already holds a fork at step {old.get('fork_step')} (this one is at {point.step}); "
                           "move it away or pass --out", source=str(out))
-    if point.step <= rows[-1]["step"] and max_steps is not None and max_steps <= point.step:
+    if max_steps is not None and max_steps <= point.step:
         raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}",
                           source="--max-steps")
     bcfg = branch_config(cfg, eval_every=eval_every, after_grok=after_grok, max_steps=max_steps)
@@ -253,10 +253,7 @@ def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence
     for job, wd in zip(jobs, plan["weight_decays"]):
         rows = [r for r in read_jsonl(Path(job.run_dir) / "metrics.jsonl") if isinstance(r.get("step"), int)]
         line = analyse_branch(plan["fork_step"], wd, rows)
-        summary = read_summary(Path(job.run_dir)) or {}
-        st = status.get(job.name)
-        line.update(name=job.name, run_dir=job.run_dir,
-                    status=summary.get("status", "not-started") if st in (None, "skipped-done") else st)
+        line.update(name=job.name, run_dir=job.run_dir, status=final_status(status.get(job.name), Path(job.run_dir)))
         branches.append(line)
     return {**plan, "branches": branches, "fit": analyse_fork(plan["fork_step"], branches),
             "fit_spec_stability": analyse_fork(plan["fork_step"], branches, "stable_spec")}
@@ -311,7 +308,8 @@ def fork_table(report: dict[str, Any]) -> str:
     for b in report["branches"]:
         stable = fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
         spec = fmt_cell(b.get("stable_spec"))
-        lines.append(f"| {b['weight_decay']:g} | {b['status']} | {fmt_cell(b['t_grok'])} | {fmt_cell(b['dt'])} | {stable} | "
+        lines.append(f"| {b['weight_decay']:g} | {b['status']} | {fmt_cell(b['t_grok'])} | {fmt_cell(b['dt'])} | "
+                     f"{stable} | "
                      f"{spec} | {fmt_cell(b['mem_norm'], '.2f')} | {fmt_cell(b['min_train_acc'], '.4f')} | "
                      f"{fmt_cell(b['max_loss_ratio'], '.3g')} |")
     return "\n".join(lines)

@@ -67,6 +67,20 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / "summary.json")
 
 
+def skipped_done(job: "RunJob") -> "JobResult":
+    """The result of a job whose run directory already finished: read from its summary, nothing trained."""
+    summary = read_summary(Path(job.run_dir)) or {}
+    return JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), 0.0, summary=summary)
+
+
+def final_status(result_status: str | None, run_dir: Path) -> str:
+    """A run's status for a summary table: this invocation's result, or, for a run it skipped or never
+    reached, what the run directory's summary.json says."""
+    if result_status in (None, "skipped-done"):
+        return (read_summary(run_dir) or {}).get("status", "not-started")
+    return result_status
+
+
 def is_done(run_dir: Path) -> bool:
     """A finished run: summary.json says completed (grokked or reached its step limit)."""
     summary = read_summary(run_dir)
@@ -81,8 +95,7 @@ def run_job(job: RunJob, *, handle_signals: bool = True) -> JobResult:
     """Run (or finish) one job's run directory. SIGINT/SIGTERM/SIGHUP stop it cleanly at a step boundary."""
     run_dir = Path(job.run_dir)
     if is_done(run_dir):
-        summary = read_summary(run_dir) or {}
-        return JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), 0.0, summary=summary)
+        return skipped_done(job)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOCK_FILE, "a+") as lock:
         try:  # two `grokmon fork`/`sweep` on one directory share the work instead of training a run twice
@@ -105,8 +118,7 @@ def _run_locked(job: RunJob, run_dir: Path, handle_signals: bool) -> JobResult:
     from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint
 
     if is_done(run_dir):  # finished by another process while we waited for the lock
-        summary = read_summary(run_dir) or {}
-        return JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), 0.0, summary=summary)
+        return skipped_done(job)
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     cfg = from_dict(job.config, source=f"{job.name} config", profile=str(job.config.get("profile", "custom")))
@@ -188,8 +200,7 @@ def run_jobs(jobs: Sequence[RunJob], *, n_jobs: int = 1, backend: str = "local",
     todo = []
     for job in jobs:
         if is_done(Path(job.run_dir)):
-            summary = read_summary(Path(job.run_dir)) or {}
-            results.append(JobResult(job.name, job.run_dir, "skipped-done", summary.get("t_grok"), summary=summary))
+            results.append(skipped_done(job))
             if on_done:
                 on_done(results[-1])
         else:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from grokmon.config import Config, apply_overrides, load_config
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, read_json, read_summary, run_jobs, running_line
+from grokmon.experiments.jobs import JobResult, RunJob, final_status, read_json, read_summary, run_jobs, running_line
 from grokmon.metrics.grokking import sign_test
 
 SEED_KEYS = ("task.seed", "model.seed", "train.seed")  # "seed s" sets the split, the init and the batch order
@@ -52,10 +52,10 @@ def run_name(point: Sequence[tuple[str, str]], seed: int) -> str:
     return "-".join(parts).replace("/", "_").replace(" ", "")
 
 
-def plan_sweep(profile: str, grid: list[tuple[str, list[str]]], seeds: Sequence[int], overrides: Sequence[str],
-               sweep_dir: Path, threads: int = 0) -> tuple[list[RunJob], list[dict[str, Any]], Config]:
-    """One job per grid point and seed; every config is built and validated before anything runs."""
-    base = load_config(profile, list(overrides))
+def plan_sweep(base: Config, grid: list[tuple[str, list[str]]], seeds: Sequence[int], sweep_dir: Path,
+               threads: int = 0) -> tuple[list[RunJob], list[dict[str, Any]]]:
+    """One job per grid point and seed of `base` (the profile with --set applied); every config is built
+    and validated before anything runs."""
     jobs, meta = [], []
     keys = [k for k, _ in grid]
     for values in itertools.product(*[v for _, v in grid]):
@@ -66,7 +66,7 @@ def plan_sweep(profile: str, grid: list[tuple[str, list[str]]], seeds: Sequence[
             name = run_name(point, seed)
             jobs.append(RunJob(name=name, run_dir=str(sweep_dir / name), config=cfg.to_dict(), threads=threads))
             meta.append({"name": name, "point": dict(point), "seed": seed})
-    return jobs, meta, base
+    return jobs, meta
 
 
 def collect_sweep(header: dict[str, Any], jobs: Sequence[RunJob], meta: Sequence[dict[str, Any]],
@@ -76,9 +76,7 @@ def collect_sweep(header: dict[str, Any], jobs: Sequence[RunJob], meta: Sequence
     runs = []
     for job, m in zip(jobs, meta):
         summary = read_summary(Path(job.run_dir)) or {}
-        st = status.get(job.name)
-        runs.append({**m, "run_dir": job.run_dir,
-                     "status": summary.get("status", "not-started") if st in (None, "skipped-done") else st,
+        runs.append({**m, "run_dir": job.run_dir, "status": final_status(status.get(job.name), Path(job.run_dir)),
                      **{k: summary.get(k) for k in ("t_grok", "t_fsd", "t_fsd_online", "t_excluded", "lead",
                                                     "steps", "wall_s")}})
     leads = [r["lead"] for r in runs if isinstance(r["lead"], (int, float))]
@@ -122,7 +120,7 @@ def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, 
     base = load_config(profile, list(overrides))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     sweep_dir = out if out is not None else Path(base.run.runs_dir) / f"sweep-{base.profile}-{stamp}"
-    jobs, meta, base = plan_sweep(profile, grid, seeds, overrides, sweep_dir, threads)
+    jobs, meta = plan_sweep(base, grid, seeds, sweep_dir, threads)
     header = {"profile": base.profile, "grid": {k: v for k, v in grid}, "seeds": list(seeds),
               "overrides": list(overrides), "backend": backend, "sweep_dir": str(sweep_dir)}
     old = read_json(sweep_dir / "sweep.json")
