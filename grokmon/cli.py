@@ -6,9 +6,7 @@ User mistakes (GrokmonError) become one line on stderr and exit status 2; bugs k
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import queue
 import signal
 import sys
 import time
@@ -16,15 +14,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from grokmon import __version__
-from grokmon.config import (
-    Config, apply_overrides, config_from_json, load_config, profile_description, shipped_profiles,
-)
+from grokmon.config import Config, load_config, profile_description, shipped_profiles
 from grokmon.errors import ConfigError, GrokmonError
 
 EXIT_USAGE = 2
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-APP_SIGNALS = {signal.SIGHUP: 129, signal.SIGTERM: 143}  # a dropped SSH link, a kill: stop cleanly
-RESUMABLE_SECTIONS = ("train", "metrics", "schedule", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,16 +103,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(BaseException):
+    """A stop signal outside a run (while starting up, before the run's own policy is in place)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Note the signal: a run about to start takes it as its first stop signal (session.EARLY_SIGNALS), a
+    command that runs none checks it when it returns. A second one ends grokmon at once. (Raising on the
+    first could be swallowed by library code that catches BaseException while it imports.)"""
+    from grokmon.session import EARLY_SIGNALS
+
+    EARLY_SIGNALS.append(signum)
+    if len(EARLY_SIGNALS) > 1:
+        raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from grokmon.session import EARLY_SIGNALS, SIGNAL_EXIT
+
+    # Until a run installs its signal policy (and after it restores this), a stop signal ends grokmon with
+    # its exit status and one line, wherever it lands (torch's import takes seconds).
+    previous = {s: signal.signal(s, _interrupt) for s in SIGNAL_EXIT}
     try:
-        return int(args.func(args))
+        args = build_parser().parse_args(argv)
+        code = int(args.func(args))
+        if EARLY_SIGNALS:
+            raise Interrupted(EARLY_SIGNALS[0])
+        return code
     except GrokmonError as e:
         print(f"grokmon: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as e:
+        print(f"grokmon: interrupted ({signal.Signals(e.signum).name}) before training started or after it "
+              "ended", file=sys.stderr)
+        return SIGNAL_EXIT[signal.Signals(e.signum)]
     except BrokenPipeError:  # `grokmon report ... | head`: the reader left; nothing more to say
         sys.stderr.close()
         return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +255,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from grokmon.sinks.rundir import dumps, is_run_dir, read_jsonl, run_events
+    from grokmon.metrics.runs import run_events
+    from grokmon.rundir.layout import is_run_dir
+    from grokmon.rundir.lock import run_status
+    from grokmon.rundir.readers import read_config, read_rows, read_summary
+    from grokmon.rundir.records import dumps
 
     run_dir: Path = args.run_dir
     if not is_run_dir(run_dir) and ((run_dir / "fork.json").is_file() or (run_dir / "sweep.json").is_file()):
@@ -236,25 +267,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not is_run_dir(run_dir):
         raise ConfigError("not a grokmon run directory (no config.json), fork directory (fork.json) or sweep "
                           "directory (sweep.json)", source=str(run_dir))
-    config = json.loads((run_dir / "config.json").read_text())
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    events = run_events(rows, float(config.get("metrics", {}).get("alpha", 0.05)))
-    status = "running"
-    if (run_dir / "summary.json").exists():
-        status = json.loads((run_dir / "summary.json").read_text()).get("status", status)
+    cfg = read_config(run_dir)
+    rows = read_rows(run_dir)
+    events = run_events(rows, cfg.metrics.alpha)
+    summary = read_summary(run_dir)
+    status = run_status(run_dir, summary)
     last = rows[-1] if rows else {}
     if args.json:
         print(dumps({"run_dir": str(run_dir), "status": status, "steps": last.get("step"), "final": last,
                      **events}))
         return 0
-    task, model = config.get("task", {}), config.get("model", {})
-    print(f"{run_dir}: {task.get('op')} mod {task.get('p')}, {model.get('n_layers')} layer(s), "
+    print(f"{run_dir}: {cfg.task.op} mod {cfg.task.p}, {cfg.model.n_layers} layer(s), "
           f"status {status}, {len(rows)} evaluations to step {last.get('step', '-')}")
     for key, label in REPORT_ROWS:
         value = events.get(key)
         print(f"  {label:<38} {value if value is not None else '-':>8}")
     if rows and not args.no_plot:
-        from grokmon.tui.report_plot import run_plot
+        from grokmon.plots import run_plot
 
         width = min(shutil.get_terminal_size((100, 24)).columns, 120)
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -264,7 +293,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
     """`grokmon report` on a fork or sweep directory: its table (and the fork's plot), or its JSON."""
-    from grokmon.experiments.jobs import read_json
+    from grokmon.rundir.readers import read_json
 
     kind = "fork" if (path / "fork.json").is_file() else "sweep"
     data = read_json(path / f"{kind}.json")
@@ -273,29 +302,39 @@ def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
     if as_json:
         print(json.dumps(data, indent=2))
         return 0
-    if kind == "sweep":
-        from grokmon.experiments.sweep import sweep_markdown
+    try:
+        if kind == "sweep":
+            from grokmon.experiments.sweep import sweep_markdown
 
-        print(sweep_markdown(data), end="")
-        return 0
-    _print_fork(data, plot=plot)
+            text = sweep_markdown(data)
+        else:
+            text = _fork_text(data, plot=plot)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ConfigError(f"not a {kind}.json this grokmon can read ({type(e).__name__}: {str(e)[:80]})",
+                          source=str(path / f"{kind}.json")) from None
+    print(text, end="")
     return 0
 
 
 def _print_fork(report: dict[str, Any], *, plot: bool) -> None:
-    """A fork's table and fit on stdout, then its plot (coloured on a terminal without NO_COLOR)."""
+    print(_fork_text(report, plot=plot), end="")
+
+
+def _fork_text(report: dict[str, Any], *, plot: bool) -> str:
+    """A fork's table and fit, then its plot (coloured on a terminal without NO_COLOR)."""
     import os
     import shutil
 
     from grokmon.experiments.fork import fit_lines, fork_table
 
-    print(fork_table(report))
-    print(fit_lines(report))
+    parts = [fork_table(report), fit_lines(report)]
     if plot:
-        from grokmon.tui.fork_plot import fork_plot
+        from grokmon.plots import fork_plot
 
         width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-        print(fork_plot(report, width=width, height=18, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+        parts.append(fork_plot(report, width=width, height=18,
+                               color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +342,8 @@ def _print_fork(report: dict[str, Any], *, plot: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from grokmon.session import RunSession
+
     if args.steps is not None and args.steps < 0:
         raise ConfigError(f"expected an integer >= 0, got {args.steps}", source="--steps")
     if args.resume is not None:
@@ -310,147 +351,118 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("give either a PROFILE or --resume RUN_DIR, not both", source="--resume")
         if args.out is not None:
             raise ConfigError("a resumed run writes to its own directory; drop --out", source="--out")
-        return _resume(args)
-    cfg = load_config(args.profile or "default", args.overrides)
-    if args.steps is not None:
-        cfg = cfg.replace("train", max_steps=args.steps)
-    run_dir = args.out if args.out is not None else _default_run_dir(cfg)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError("exists and is not an empty directory; choose another --out, "
-                          "or continue it with --resume", source=str(run_dir))
-    return _train(cfg, run_dir, resume_state=None, headless=args.headless)
+        session = RunSession.resume(args.resume, args.overrides, args.steps)
+    else:
+        cfg = load_config(args.profile or "default", args.overrides)
+        if args.steps is not None:
+            cfg = cfg.replace("train", max_steps=args.steps)
+        session = RunSession.new(cfg, args.out if args.out is not None else _default_run_dir(cfg))
+    for note in session.notes:
+        print(f"grokmon: {note}", file=sys.stderr)
+    if not args.headless and _has_terminal():
+        return _train_in_app(session)
+    from grokmon.sinks.console import ConsoleProgress
+
+    console = ConsoleProgress(session.cfg.train.max_steps)
+    _open_or_clean(session, [console])  # a signal noted until now stops the run at its first step boundary
+    try:
+        result = session.run()
+    finally:
+        console.close()
+    return _report_end(result)
 
 
 def _default_run_dir(cfg: Config) -> Path:
+    """runs/<name>-<time>, made atomically: runs started in the same second get -2, -3, ... (mkdir is the
+    arbiter, so two processes never pick one name)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(cfg.run.runs_dir) / f"{cfg.run.name or cfg.profile}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def _resume(args: argparse.Namespace) -> int:
-    from grokmon.sinks.rundir import checkpoints, is_run_dir, load_checkpoint
-
-    run_dir: Path = args.resume
-    if not is_run_dir(run_dir):
-        raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
-    cfg = config_from_json(run_dir / "config.json")
-    for item in args.overrides:
-        section = item.split("=", 1)[0].split(".", 1)[0].strip()
-        if section not in RESUMABLE_SECTIONS:
-            raise ConfigError(f"a resumed run can only change {', '.join(RESUMABLE_SECTIONS)} values",
-                              source="--set", key=item.split("=", 1)[0])
-    cfg = apply_overrides(cfg, args.overrides)
-    if args.steps is not None:
-        cfg = cfg.replace("train", max_steps=args.steps)
-    found = checkpoints(run_dir)
-    if not found:
-        raise ConfigError("has no checkpoint to resume from (checkpoints/step_*.pt)", source=str(run_dir))
-    step, path = max(found.items())
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or "model" not in state or "optimizer" not in state:
-        raise ConfigError("not a full grokmon training state", source=str(path))
-    if step >= cfg.train.max_steps:
-        print(f"grokmon: {run_dir} is already at step {step} >= max_steps {cfg.train.max_steps}; "
-              "pass --steps N to train further", file=sys.stderr)
-    return _train(cfg, run_dir, resume_state=state, headless=args.headless)
-
-
-def _train(cfg: Config, run_dir: Path, *, resume_state: dict[str, Any] | None, headless: bool) -> int:
-    # Heavy imports here so `grokmon profiles` and argument errors stay instant.
-    from grokmon.engine import Engine
-    from grokmon.events import Command
-    from grokmon.sinks.console import ConsoleProgress
-    from grokmon.sinks.follow import ControlFile
-    from grokmon.sinks.rundir import RunDir
-
-    resume_step = int(resume_state["step"]) if resume_state is not None else None
-    commands: queue.Queue[Command] = queue.Queue()
-    engine = Engine(cfg, commands=commands, resume_state=resume_state)  # may raise before any file exists
     try:
-        run = RunDir(run_dir, resume_step=resume_step)
+        base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot write the run directory: {e.strerror or e}", source=str(run_dir)) from None
-    engine.checkpointer = run
-    engine.command_sources = [ControlFile(run_dir)]  # `grokmon watch` steers through RUN_DIR/control.jsonl
-    if not headless and _has_terminal():
-        return _train_in_app(engine, run)
-    console = ConsoleProgress(cfg.train.max_steps)
-    engine.sinks = [run, console]
+        raise ConfigError(f"cannot create the runs folder: {e.strerror or e}", source=str(base.parent)) from None
+    for n in range(1, 10_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory: {e.strerror or e}", source=str(path)) from None
+    raise ConfigError("too many runs started in this second", source=str(base))
 
-    received: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if received:  # a second signal: stop waiting for the step to finish
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
-        received.append(signum)
-        commands.put(Command("stop", source=f"signal:{signal.Signals(signum).name}"))
-
-    previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+def _open_or_clean(session: Any, sinks: list[Any]) -> None:
+    """Open the session; if that fails before the run wrote anything, leave no empty run directory behind."""
     try:
-        result = engine.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        console.close()
-        run.close()
+        session.open(sinks)
+    except BaseException:
+        from grokmon.rundir import layout
 
-    code = _report_end(result, run_dir)
-    return SIGNAL_EXIT[signal.Signals(received[0])] if result.status == "interrupted" and received else code
+        leftovers = [p for p in session.run_dir.iterdir() if p.name not in (layout.LOCK, layout.OWNER)] \
+            if session.run_dir.is_dir() else None
+        if leftovers == [] and session.state is None:
+            for name in (layout.LOCK, layout.OWNER):
+                (session.run_dir / name).unlink(missing_ok=True)
+            session.run_dir.rmdir()
+        raise
 
 
-def _train_in_app(engine: Any, run: Any) -> int:
-    """The live TUI: the engine in a thread worker of the app, the same run directory as headless."""
+def _train_in_app(session: Any) -> int:
+    """The live TUI: the session runs in a thread worker of the app; the main thread applies the signal
+    policy (first signal: stop at a step boundary and leave the app; second: stop at once)."""
+    from grokmon.session import SessionResult, SignalPolicy
     from grokmon.tui.app import GrokmonApp
     from grokmon.tui.source import LiveSource
 
-    source = LiveSource(engine, run)
+    source = LiveSource(session)  # opens the session: config errors surface before the app starts
     app = GrokmonApp(source)
-    received: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
-        """The terminal is gone or we were told to go: stop training at the step boundary (checkpoint and
-        summary), and leave the app; the interpreter then waits for the trainer thread to finish."""
-        received.append(signum)
-        source.stop(source=f"signal:{signal.Signals(signum).name}")
+    import asyncio
+
+    def leave_app() -> None:
         try:
             asyncio.get_running_loop().call_soon_threadsafe(app.exit)
         except RuntimeError:
             pass  # the app is not running (yet, or any more)
 
-    previous = {s: signal.signal(s, on_signal) for s in APP_SIGNALS}
-    try:
+    def first(name: str) -> None:
+        source.stop(source=f"signal:{name}")
+        leave_app()
+
+    def second(name: str) -> None:
+        session.engine.abort()
+        leave_app()
+
+    policy = SignalPolicy(first, second)
+    with policy.installed():
         app.run()  # returns once the trainer thread has ended (the app stops it when it unmounts)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        run.close()
-    if source.result is None:
-        print(f"grokmon: the app exited before training started; run directory {run.path}", file=sys.stderr)
+    result: SessionResult | None = source.result
+    if result is None:
+        print(f"grokmon: the app exited before training started; run directory {session.run_dir}", file=sys.stderr)
         return 1
-    if signal.SIGHUP in received:
-        return APP_SIGNALS[signal.SIGHUP]  # the terminal is gone: nobody to print the closing lines to
-    code = _report_end(source.result, run.path)
-    return APP_SIGNALS[signal.Signals(received[0])] if received else code
+    if policy.received:
+        result.signal = policy.received[0]
+        if policy.received[0] == signal.SIGHUP:
+            return result.exit_code  # the terminal is gone: nobody to print the closing lines to
+    return _report_end(result)
 
 
-def _report_end(result: Any, run_dir: Path) -> int:
+def _report_end(result: Any) -> int:
     """The closing lines on stderr, the run directory on stdout, and the exit status."""
     grok = f"t_grok {result.t_grok}" if result.t_grok is not None else "no grokking (val_acc < 0.95)"
-    print(f"grokmon: {result.status} at step {result.step}, {grok}; run directory {run_dir}", file=sys.stderr)
-    print(run_dir)
-    if result.status == "failed":
-        print(f"grokmon: error: training failed: {result.error} (traceback in {run_dir / 'error.log'})",
+    print(f"grokmon: {result.status} at step {result.step}, {grok}; run directory {result.run_dir}", file=sys.stderr)
+    print(result.run_dir)
+    if result.status == "failed" and result.error.startswith("RunDirWriteError: "):
+        print(f"grokmon: error: {result.error.split(': ', 1)[1]}; the run directory keeps its last checkpoint: "
+              f"free space, then `grokmon run --resume {result.run_dir}`", file=sys.stderr)
+    elif result.status == "failed":
+        print(f"grokmon: error: training failed: {result.error} (traceback in {result.run_dir / 'error.log'})",
               file=sys.stderr)
-        return 1
-    if result.status == "diverged":
+    elif result.status == "diverged":
         print("grokmon: error: the loss became non-finite; the last good checkpoint is kept", file=sys.stderr)
-        return 1
-    return 0
+    return result.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

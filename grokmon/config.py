@@ -122,6 +122,7 @@ _SECTION_TYPES = {
     "train": TrainConfig, "metrics": MetricsConfig, "schedule": ScheduleConfig, "run": RunConfig,
 }
 _TOP_KEYS = ("description",)
+LEGACY_META_KEYS = ("torch_version", "device", "n_params", "n_train", "n_val")  # config.json of format 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,18 +287,51 @@ def config_from_json(path: Path) -> Config:
         raise ConfigError(f"not valid JSON: {e}", source=str(path)) from None
     if not isinstance(raw, dict):
         raise ConfigError("expected a JSON object", source=str(path))
-    raw = {k: v for k, v in raw.items() if k in _SECTION_TYPES or k in ("profile", "description")}
-    return from_dict(raw, source=str(path), profile=str(raw.get("profile", "custom")))
+    # Run directories written before run.json existed kept their metadata in config.json: set it aside.
+    # Anything else unknown is an error, as in a profile.
+    raw = {k: v for k, v in raw.items() if k not in LEGACY_META_KEYS}
+    profile = raw.get("profile", "custom")
+    if not isinstance(profile, str):
+        raise ConfigError(f"expected a string, got {profile!r:.40}", source=str(path), key="profile")
+    return from_dict(raw, source=str(path), profile=profile)
 
 
 # ---------------------------------------------------------------------------------------------
 # validation
 
 
+P_MAX = 65521  # the largest prime task.p may be; memory sets the practical bound far lower (README)
+INT_MAX = 2**31 - 1  # no size or step count beyond this is meaningful here
+
+
 def is_prime(n: int) -> bool:
+    """Deterministic Miller-Rabin: exact for every n < 3.3e24 and fast for any size (never trial division)."""
     if n < 2:
         return False
-    return all(n % d for d in range(2, math.isqrt(n) + 1))
+    small = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41)
+    if n in small:
+        return True
+    if any(n % q == 0 for q in small):
+        return False
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in small:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def n_pairs(op: str, p: int) -> int:
+    """How many (a, b) pairs the task has: p^2 for add / sub, (p-1)^2 for mul / div (b = 0 has no inverse)."""
+    return (p - 1) ** 2 if op in ("mul", "div") else p * p
 
 
 def validate(cfg: Config, source: str) -> None:
@@ -306,11 +340,20 @@ def validate(cfg: Config, source: str) -> None:
     def bad(key: str, expected: str, value: Any) -> ConfigError:
         return ConfigError(f"expected {expected}, got {value!r}", source=source, key=key)
 
+    from grokmon.interventions import LR_RANGE, WEIGHT_DECAY_RANGE
+
     t, m, o, tr, me, r = cfg.task, cfg.model, cfg.optim, cfg.train, cfg.metrics, cfg.run
+    for section in _SECTION_TYPES:  # the generic checks first: non-finite numbers, integers beyond reason
+        for f in fields(_SECTION_TYPES[section]):
+            value = getattr(getattr(cfg, section), f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f"{section}.{f.name}", "a finite number", value)
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+                raise bad(f"{section}.{f.name}", f"an integer of at most {INT_MAX}", _short(value))
     if t.op not in OPS:
         raise bad("task.op", "one of " + ", ".join(OPS), t.op)
-    if t.p < 3:
-        raise bad("task.p", "an integer >= 3", t.p)
+    if not 3 <= t.p <= P_MAX:
+        raise bad("task.p", f"a prime from 3 to {P_MAX}", _short(t.p))
     if t.op in ("mul", "div") and not is_prime(t.p):
         raise bad("task.p", f"a prime (op '{t.op}' needs inverses mod p)", t.p)
     if t.op in ("add", "sub") and not is_prime(t.p):
@@ -318,6 +361,10 @@ def validate(cfg: Config, source: str) -> None:
         raise bad("task.p", "a prime (the Fourier basis and FSD assume one)", t.p)
     if not 0.0 < t.frac_train < 1.0:
         raise bad("task.frac_train", "a number strictly between 0 and 1", t.frac_train)
+    n_train = int(t.frac_train * n_pairs(t.op, t.p))
+    if not 1 <= n_train < n_pairs(t.op, t.p):
+        raise bad("task.frac_train", f"a fraction that leaves pairs in both splits ({n_pairs(t.op, t.p)} pairs: "
+                  f"{n_train} would train)", t.frac_train)
     for key in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
         if getattr(m, key) < 1:
             raise bad(f"model.{key}", "an integer >= 1", getattr(m, key))
@@ -325,10 +372,10 @@ def validate(cfg: Config, source: str) -> None:
         raise bad("model.d_model", f"a multiple of model.n_heads ({m.n_heads})", m.d_model)
     if m.attn_only and m.mlp_only:
         raise bad("model.mlp_only", "false when model.attn_only is true (a model needs some block)", m.mlp_only)
-    if not o.lr > 0:
-        raise bad("optim.lr", "a number > 0", o.lr)
-    if o.weight_decay < 0:
-        raise bad("optim.weight_decay", "a number >= 0", o.weight_decay)
+    if not o.lr > 0 or o.lr > LR_RANGE.high:
+        raise bad("optim.lr", f"a number in {LR_RANGE}", o.lr)
+    if not WEIGHT_DECAY_RANGE.low <= o.weight_decay <= WEIGHT_DECAY_RANGE.high:
+        raise bad("optim.weight_decay", f"a number in {WEIGHT_DECAY_RANGE}", o.weight_decay)
     for key in ("beta1", "beta2"):
         if not 0.0 <= getattr(o, key) < 1.0:
             raise bad(f"optim.{key}", "a number in [0, 1)", getattr(o, key))
@@ -370,6 +417,11 @@ def validate(cfg: Config, source: str) -> None:
         raise bad("run.wd_factor", "a number > 1", r.wd_factor)
     if "/" in r.name or r.name.startswith("."):
         raise bad("run.name", "a plain name without '/' or a leading '.'", r.name)
+
+
+def _short(value: Any) -> Any:
+    """A value for an error line: huge integers by their size, not their 400 digits."""
+    return f"an integer of {len(str(value))} digits" if isinstance(value, int) and abs(value) > 10**12 else value
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:

@@ -1,13 +1,15 @@
-"""The training loop: a config, sinks to emit events to, and a command queue applied between steps.
+"""The training loop: a config, and the sinks, checkpointer and command sources it is given at construction.
 
-Runs in the calling thread. No printing, no UI, no files: checkpoints go through the injected
-`Checkpointer`, everything else leaves as events.
+Runs in the calling thread. No printing, no UI, no files, no signals: checkpoints go through the injected
+`Checkpointer`, everything else leaves as events; grokmon.session owns the run around it.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import queue
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,11 +23,13 @@ from grokmon.errors import ConfigError
 from grokmon.events import (
     Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted, Sink,
 )
-from grokmon.metrics.grokking import GROKKED, OnlineCeilingDetector, phase
+from grokmon.fast import train_forward
+from grokmon.interventions import lookup
+from grokmon.memory import check_fits
+from grokmon.metrics.grokking import GrokClock, OnlineCeilingDetector, phase
 from grokmon.metrics.probe import METRIC_KEYS, FourierProbe
 from grokmon.model import Transformer, loss_fn
-
-STATE_VERSION = 1
+from grokmon.trainstate import TrainingState
 
 
 class CommandSource(Protocol):
@@ -34,13 +38,26 @@ class CommandSource(Protocol):
 
 
 class Checkpointer(Protocol):
-    def save(self, step: int, state: dict[str, Any]) -> str:
+    def save(self, step: int, state: TrainingState) -> str:
         """Persist a full training state; return where it went."""
+
+
+class RunStatus(str, enum.Enum):
+    """How a run ended (summary.json "status"). A str, so it compares and serialises as its value."""
+
+    COMPLETED = "completed"  # reached max_steps, or stop_after_grok steps after grokking
+    STOPPED = "stopped"  # a stop command (the TUI's q, control.jsonl)
+    INTERRUPTED = "interrupted"  # a signal (Ctrl-C, SIGTERM, SIGHUP): see request_stop
+    DIVERGED = "diverged"  # a non-finite loss
+    FAILED = "failed"  # an exception in the training loop
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class RunResult:
-    status: str  # completed, stopped, interrupted, diverged, failed
+    status: RunStatus
     step: int
     t_grok: int | None
     reason: str = ""
@@ -51,7 +68,11 @@ def resolve_device(name: str) -> torch.device:
     """train.device to a torch device; asking for a device this machine lacks is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}",
+                          key="train.device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"expected a device this machine has; torch sees no CUDA GPU, got {name!r} "
                           "(use 'auto' or 'cpu')", key="train.device")
@@ -77,24 +98,29 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
 
 
 class Engine:
-    """Trains one run. `commands` may be fed from any thread; events are emitted on this one."""
+    """Trains one run. `commands` and `request_stop` may be used from any thread; events are emitted on
+    the thread that calls `run()`."""
 
     def __init__(
         self,
         cfg: Config,
-        sinks: Sequence[Sink] = (),
         *,
+        sinks: Sequence[Sink] = (),
         checkpointer: Checkpointer | None = None,
-        commands: "queue.Queue[Command] | None" = None,
-        resume_state: dict[str, Any] | None = None,
         command_sources: Sequence[CommandSource] = (),
+        resume_state: TrainingState | None = None,
     ) -> None:
         self.cfg = cfg
-        self.sinks = list(sinks)
+        self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.checkpointer = checkpointer
-        self.commands: queue.Queue[Command] = commands if commands is not None else queue.Queue()
-        self.command_sources = list(command_sources)  # polled between steps (control.jsonl)
+        self.commands: queue.Queue[Command] = queue.Queue()
+        self.command_sources: tuple[CommandSource, ...] = tuple(command_sources)  # polled between steps
+        self._interrupt = threading.Event()  # request_stop: a signal asked the run to stop at a step boundary
+        self._interrupt_reason = ""
+        self._abort = threading.Event()  # abort: stop at the next step boundary without a final checkpoint
+        self._replay: dict[int, list[Command]] = {}  # step -> commands a crashed process applied there
         self.device = resolve_device(cfg.train.device)
+        check_fits(cfg, self.device)  # before any allocation: an impossible size is a one-line error
         self.data: Dataset = make_dataset(cfg.task)
         self.tokens = self.data.tokens.to(self.device)  # [n_pairs, 3]
         self.labels = self.data.labels.to(self.device)  # [n_pairs]
@@ -107,7 +133,7 @@ class Engine:
         self.base_lr = cfg.optim.lr
         self.batch_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.step = 0
-        self.t_grok: int | None = None
+        self.grok = GrokClock()
         self.last_eval_step = -1
         self.last_checkpoint_step = -1
         self.wall_offset = 0.0
@@ -120,8 +146,9 @@ class Engine:
         ) if me.metrics_every > 0 else None
         self.detector = OnlineCeilingDetector(me.alpha)
         self.fsd_history: list[list[float]] = []  # [step, fsd, p] per probe: replayed into the detector on resume
-        forward = self.model if cfg.train.fast else self.model.forward_plain
+        forward = train_forward(self.model) if cfg.train.fast else self.model
         self._train_forward = torch.compile(forward) if cfg.train.compile else forward
+        self._eval_forward = forward
         if resume_state is not None:
             self.load_state(resume_state)
 
@@ -135,42 +162,63 @@ class Engine:
     def weight_decay(self) -> float:
         return float(self.optimizer.param_groups[0]["weight_decay"])
 
-    def state(self) -> dict[str, Any]:
+    @property
+    def t_grok(self) -> int | None:
+        return self.grok.t_grok
+
+    def state(self) -> TrainingState:
         """Everything needed to continue bit-for-bit: params, AdamW moments, step, schedule, RNG."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "batch": self.batch_gen.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "version": STATE_VERSION,
-            "step": self.step,
-            "wall_s": self.wall_s,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": {"base_lr": self.base_lr},
-            "rng": rng,
-            "t_grok": -1 if self.t_grok is None else self.t_grok,
-            "fsd_history": [list(h) for h in self.fsd_history],
-        }
+        return TrainingState(
+            step=self.step, wall_s=self.wall_s, model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(), base_lr=self.base_lr, rng=rng, t_grok=self.t_grok,
+            fsd_history=tuple((int(s), float(v), float(p)) for s, v, p in self.fsd_history),
+        )
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.base_lr = float(state["schedule"]["base_lr"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.batch_gen.set_state(state["rng"]["batch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step = int(state["step"])
-        self.wall_offset = float(state["wall_s"])
+    def load_state(self, state: TrainingState) -> None:
+        try:
+            self.model.load_state_dict(state.model)
+            self.optimizer.load_state_dict(state.optimizer)
+            torch.set_rng_state(state.rng["torch"])
+            self.batch_gen.set_state(state.rng["batch"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"the checkpoint does not fit this run's config ({first[:160]})",
+                              source="checkpoint") from None
+        self.base_lr = state.base_lr
+        if "cuda" in state.rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state.rng["cuda"], self.device)
+        self.step = state.step
+        self.wall_offset = state.wall_s
         # A checkpoint may be taken before or after the evaluation at its own step, so a resumed run always
         # evaluates that step again (deterministic: the same row) and forgets what it saw there.
-        t_grok = int(state["t_grok"])
-        self.t_grok = t_grok if 0 <= t_grok < self.step else None
+        self.grok = GrokClock(state.t_grok if state.t_grok is not None and state.t_grok < self.step else None)
         self.last_eval_step = -1
         self.last_checkpoint_step = self.step
-        for step, value, p_value in state.get("fsd_history", []):
-            if int(step) < self.step:
-                self._observe_fsd(int(step), float(value), float(p_value))
+        for step, value, p_value in state.fsd_history:
+            if step < self.step:
+                self._observe_fsd(step, value, p_value)
+
+    # -- stopping from other threads -------------------------------------------------------------
+
+    def replay_at(self, step: int, cmd: Command) -> None:
+        """Apply `cmd` when the run reaches `step` (before that step's queued commands): a resumed run redoes
+        what the process that died applied after its last checkpoint, so its rows match a run that never died."""
+        self._replay.setdefault(int(step), []).append(cmd)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next step boundary with a checkpoint, as INTERRUPTED (a signal: `reason` names it).
+        Thread-safe and async-signal-safe (it only sets a flag)."""
+        if not self._interrupt.is_set():
+            self._interrupt_reason = reason
+            self._interrupt.set()
+
+    def abort(self) -> None:
+        """Stop at the next step boundary without the final checkpoint (a second signal). Thread-safe."""
+        self._abort.set()
+        self._interrupt.set()
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -192,17 +240,17 @@ class Engine:
         except Exception as exc:  # the run directory must say what happened; the caller decides the rest
             self.emit(Failed(step=self.step, wall_s=self.wall_s, error=f"{type(exc).__name__}: {exc}",
                              traceback=traceback.format_exc()))
-            return RunResult("failed", self.step, self.t_grok, error=f"{type(exc).__name__}: {exc}")
+            return RunResult(RunStatus.FAILED, self.step, self.t_grok, error=f"{type(exc).__name__}: {exc}")
         self.emit(Finished(step=self.step, wall_s=self.wall_s, status=status, reason=reason))
         return RunResult(status, self.step, self.t_grok, reason=reason)
 
-    def _loop(self) -> tuple[str, str]:
+    def _loop(self) -> tuple[RunStatus, str]:
         tr = self.cfg.train
         check_every_step = self.device.type == "cpu"  # on a GPU each check is a sync point: check at evals
         while True:
             if self.step % tr.eval_every == 0 and self.step != self.last_eval_step:
                 if not self.evaluate():
-                    return "diverged", "non-finite loss"
+                    return RunStatus.DIVERGED, "non-finite loss"
             self._apply_schedule()
             stop = self._stop_step()
             if self.step >= stop:
@@ -213,13 +261,13 @@ class Engine:
             loss = self.train_step()
             if check_every_step and not math.isfinite(loss.item()):
                 self._nonfinite(f"train loss {loss.item()} at step {self.step}")
-                return "diverged", "non-finite loss"
+                return RunStatus.DIVERGED, "non-finite loss"
             if self.step % tr.checkpoint_every == 0:
                 self.checkpoint()
         if self.step != self.last_eval_step and not self.evaluate():
-            return "diverged", "non-finite loss"
+            return RunStatus.DIVERGED, "non-finite loss"
         self.checkpoint()
-        return "completed", "grokked" if self.step < tr.max_steps else "max_steps"
+        return RunStatus.COMPLETED, "grokked" if self.step < tr.max_steps else "max_steps"
 
     def _stop_step(self) -> int:
         tr = self.cfg.train
@@ -227,10 +275,14 @@ class Engine:
             return min(tr.max_steps, self.t_grok + tr.stop_after_grok)
         return tr.max_steps
 
-    def _drain_commands(self) -> tuple[str, str] | None:
+    def _drain_commands(self) -> tuple[RunStatus, str] | None:
         """Apply every queued command; block here while paused. Returns a (status, reason) to stop."""
         paused = False
+        for cmd in self._replay.pop(self.step, []):
+            self.apply(cmd)
         while True:
+            if self._interrupt.is_set():
+                return self._interrupted()
             for source in self.command_sources:
                 for item in source.poll():
                     if isinstance(item, str):
@@ -251,26 +303,26 @@ class Engine:
             elif cmd.kind == "resume":
                 paused = False
 
-    def apply(self, cmd: Command) -> tuple[str, str] | None:
-        """Apply one command between steps and emit it as an Intervention."""
-        old: float | None = None
-        new: float | None = None
-        if cmd.kind == "set_weight_decay":
-            old, new = self.weight_decay, float(cmd.value)  # type: ignore[arg-type]
-            for group in self.optimizer.param_groups:
-                group["weight_decay"] = new  # read by the next optimizer.step()
-        elif cmd.kind == "set_lr":
-            old, new = self.base_lr, float(cmd.value)  # type: ignore[arg-type]
-            self.base_lr = new
-        name = {"set_weight_decay": "weight_decay", "set_lr": "lr"}.get(cmd.kind, cmd.kind)
-        self.emit(Intervention(step=self.step, wall_s=self.wall_s, name=name, old=old, new=new,
+    def _interrupted(self) -> tuple[RunStatus, str]:
+        """A signal's stop (request_stop), logged as a stop intervention; abort() skips the checkpoint."""
+        reason = self._interrupt_reason or "abort"
+        self.emit(Intervention(step=self.step, wall_s=self.wall_s, name="stop", source=f"signal:{reason}"))
+        if not self._abort.is_set():
+            self.checkpoint()
+        return RunStatus.INTERRUPTED, f"signal:{reason}"
+
+    def apply(self, cmd: Command) -> tuple[RunStatus, str] | None:
+        """Apply one command between steps (its registry row changes the optimiser) and emit it as an
+        Intervention. Returns a (status, reason) when the command ends the run."""
+        row = lookup(cmd.kind)
+        old, new = row.apply(self, cmd.value)
+        self.emit(Intervention(step=self.step, wall_s=self.wall_s, name=row.name, old=old, new=new,
                                source=cmd.source))
         if cmd.kind == "checkpoint":
             self.checkpoint()
         if cmd.kind == "stop":
             self.checkpoint()
-            status = "interrupted" if cmd.source.startswith("signal") else "stopped"
-            return status, cmd.source
+            return RunStatus.STOPPED, cmd.source
         return None
 
     def _apply_schedule(self) -> None:
@@ -325,8 +377,14 @@ class Engine:
     def evaluate(self) -> bool:
         """Full train and val evaluation (one forward over all pairs). False if a loss is non-finite."""
         probe_due = self._probe_due()
-        cache: dict[str, torch.Tensor] | None = {} if probe_due else None
-        logits = self.model(self.tokens, cache)  # [n_pairs, p]
+        # The rows' logits always come from the training kernel (equal to the reference in float64, 4x
+        # cheaper on all pairs), so a row does not depend on whether the probe ran at that step; the probe's
+        # block outputs come from the reference forward's activation cache.
+        logits = self._eval_forward(self.tokens)  # [n_pairs, p]
+        cache: dict[str, torch.Tensor] | None = None
+        if probe_due:
+            cache = {}
+            self.model(self.tokens, cache)
         correct = logits.argmax(dim=-1) == self.labels
         stats = []
         for idx in (self.train_idx, self.val_idx):
@@ -337,8 +395,7 @@ class Engine:
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             self._nonfinite(f"loss train={train_loss} val={val_loss} at step {self.step}")
             return False
-        if self.t_grok is None and val_acc >= GROKKED:  # t_grok (SPEC section 5)
-            self.t_grok = self.step
+        self.grok.observe(self.step, val_acc)
         extra: dict[str, Any] = {}
         spectra: dict[str, list[float]] = {}
         if self.probe is not None:
@@ -370,5 +427,5 @@ class Engine:
         if self.checkpointer is None or self.step == self.last_checkpoint_step:
             return
         self.last_checkpoint_step = self.step
-        path = self.checkpointer.save(self.step, self.state())
+        path = self.checkpointer.save(self.step, self.state())  # one copy of every tensor, on this thread
         self.emit(CheckpointSaved(step=self.step, wall_s=self.wall_s, path=path))

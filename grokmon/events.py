@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+from grokmon.interventions import lookup
+
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -102,19 +104,16 @@ Sink = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class Command:
-    """UI -> engine. kind: set_weight_decay, set_lr (value required), pause, resume, checkpoint, stop."""
+    """UI -> engine: one row of the intervention registry (grokmon.interventions) and its value.
+
+    Constructing one validates it: an unknown kind, a missing value or one out of range is a ValueError."""
 
     kind: str
     value: float | None = None
     source: str = "api"
 
-    KINDS = ("set_weight_decay", "set_lr", "pause", "resume", "checkpoint", "stop")
-
     def __post_init__(self) -> None:
-        if self.kind not in self.KINDS:
-            raise ValueError(f"unknown command {self.kind!r}; expected one of {', '.join(self.KINDS)}")
-        if self.kind.startswith("set_") and (self.value is None or not math.isfinite(self.value) or self.value < 0):
-            raise ValueError(f"{self.kind} needs a finite value >= 0, got {self.value!r}")
+        object.__setattr__(self, "value", lookup(self.kind).check(self.value))
 
 
 def finite_or_none(value: Any) -> Any:

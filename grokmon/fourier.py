@@ -48,6 +48,11 @@ class FourierBasis:
         """Row indices of all the given frequencies, in the order given."""
         return [r for k in freqs for r in self.rows(k)]
 
+    @property
+    def has_nyquist(self) -> bool:
+        """True when the top frequency k = n/2 has a cos row only (even n: always for mul/div)."""
+        return self.n % 2 == 0 and self.n_freq == self.n // 2
+
     def grid_positions(self) -> torch.Tensor:  # [n] long
         """Where each basis column's token sits in the op's ascending token range (0 or 1 based ids)."""
         return self.tokens - int(self.tokens.min())
@@ -150,13 +155,28 @@ def _energy_by_freq(row_energy: torch.Tensor, freq: torch.Tensor, n_freq: int) -
     return out[1:].cpu()
 
 
+# The Nyquist frequency of an even-length basis has one row where the others have two (1-D) and 3 cells of
+# {0, N}^2 minus (0, 0) where the others have 8 of {0, 2k-1, 2k}^2 minus (0, 0) (2-D). Each row / cell
+# carries the same expected energy under isotropic noise, so these weights equalise the frequencies' means.
+NYQUIST_WEIGHT_1D = 2.0
+NYQUIST_WEIGHT_2D = 8.0 / 3.0
+
+
+def _weight_nyquist(basis: FourierBasis, e: torch.Tensor, weight: float) -> torch.Tensor:  # [K]
+    if basis.has_nyquist:
+        e[-1] = e[-1] * weight
+    return e
+
+
 def freq_energy_1d(basis: FourierBasis, M: torch.Tensor) -> torch.Tensor:  # [K] float64
     """e(k) = ||row 2k-1 of F@M||^2 + ||row 2k||^2 for a token-axis map M [rows, d] indexed by token id.
 
     W_E (d_vocab rows) and W_U.T (answer classes) can be passed whole: only basis.tokens rows are read.
+    The cos-only Nyquist k (mul/div) counts x2, one row for two: isotropic noise then gives every k equal mean.
     """
     coeff = fourier_coefficients(basis, M)
-    return _energy_by_freq((coeff ** 2).sum(dim=1), basis.row_freq, basis.n_freq)
+    e = _energy_by_freq((coeff ** 2).sum(dim=1), basis.row_freq, basis.n_freq)
+    return _weight_nyquist(basis, e, NYQUIST_WEIGHT_1D)
 
 
 def freq_energy_2d(basis: FourierBasis, A: torch.Tensor) -> torch.Tensor:  # [K] float64
@@ -166,6 +186,7 @@ def freq_energy_2d(basis: FourierBasis, A: torch.Tensor) -> torch.Tensor:  # [K]
     order: a, b in 0..p-1 for add/sub (row a*p + b), a, b in 1..p-1 for mul/div (row (a-1)*(p-1) + (b-1)),
     i.e. the dataset's grid order. Rows are reordered by discrete log here. The grid is centred, then
     X = einsum('ia,jb,abd->ijd', F, F, A) and e(k) sums ||X[i, j]||^2 over cells {0, 2k-1, 2k}^2 minus (0, 0).
+    The cos-only Nyquist k (mul/div) counts x8/3, 3 cells for 8: isotropic noise then gives every k equal mean.
     """
     n = basis.n
     A = torch.as_tensor(A).detach().to(torch.float64)
@@ -188,7 +209,8 @@ def freq_energy_2d(basis: FourierBasis, A: torch.Tensor) -> torch.Tensor:  # [K]
     fj = basis.row_freq.to(A.device)[None, :].expand(n, n)
     keep = (fi == fj) | (fi == 0) | (fj == 0)  # cells in {0, 2k-1, 2k}^2 for a single k
     freq = torch.where(keep, torch.maximum(fi, fj), torch.zeros_like(fi))
-    return _energy_by_freq(cell.reshape(-1), freq.reshape(-1), basis.n_freq)
+    e = _energy_by_freq(cell.reshape(-1), freq.reshape(-1), basis.n_freq)
+    return _weight_nyquist(basis, e, NYQUIST_WEIGHT_2D)
 
 
 def spectrum_share(e: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:  # [K]

@@ -1,7 +1,7 @@
-"""The grokking transformer (Nanda et al. 2023): no LayerNorm, learned positions, untied embed/unembed.
+"""The grokking transformer (Nanda et al. 2023) as a readable reference: no LayerNorm, learned positions.
 
-Owns the parameters (TransformerLens names and shapes) and two forwards that must agree: the plain
-all-positions forward and the fast one. Knows nothing about data splits, optimisers or logging.
+Owns the parameters (TransformerLens names, shapes, seeded init) and what the forward means, every position
+computed and cached under TransformerLens hook names. Knows nothing about speed (grokmon.fast), data or training.
 """
 
 from __future__ import annotations
@@ -16,6 +16,42 @@ from grokmon.config import ModelConfig
 
 N_CTX = 3  # a, b, '='
 
+# What `Transformer.forward(tokens, cache)` puts in `cache`: TransformerLens hook names ({l} = layer) and
+# the full shape of each, as dimension names. Blocks hold only the hooks of the parts they have:
+#   attn_only: no hook_resid_mid and no mlp hooks (resid_post = resid_pre + attn_out);
+#   mlp_only: no attn hooks and no hook_resid_mid (resid_post = resid_pre + mlp_out). Its block 0 reads
+#     [a, b] at once: mlp.hook_pre / hook_post are [batch, d_mlp] (one MLP input per example, positions a
+#     and b of hook_resid_pre concatenated) and hook_mlp_out is zero at positions a and b, the MLP's
+#     output at '='. Later mlp_only blocks are ordinary per-position MLPs.
+# Values are not detached: keep them under torch.no_grad() unless their graph is wanted.
+HOOK_SHAPES: dict[str, tuple[str, ...]] = {
+    "hook_embed": ("batch", "pos", "d_model"),  # W_E[tokens]
+    "hook_pos_embed": ("batch", "pos", "d_model"),  # W_pos, a view broadcast over the batch
+    "blocks.{l}.hook_resid_pre": ("batch", "pos", "d_model"),
+    "blocks.{l}.attn.hook_q": ("batch", "pos", "n_heads", "d_head"),
+    "blocks.{l}.attn.hook_k": ("batch", "pos", "n_heads", "d_head"),
+    "blocks.{l}.attn.hook_v": ("batch", "pos", "n_heads", "d_head"),
+    # q.k / sqrt(d_head), -inf on future keys; then its softmax over key_pos
+    "blocks.{l}.attn.hook_attn_scores": ("batch", "n_heads", "query_pos", "key_pos"),
+    "blocks.{l}.attn.hook_pattern": ("batch", "n_heads", "query_pos", "key_pos"),
+    "blocks.{l}.attn.hook_z": ("batch", "pos", "n_heads", "d_head"),  # pattern-weighted values, before W_O
+    "blocks.{l}.hook_attn_out": ("batch", "pos", "d_model"),
+    "blocks.{l}.hook_resid_mid": ("batch", "pos", "d_model"),  # resid_pre + attn_out
+    "blocks.{l}.mlp.hook_pre": ("batch", "pos", "d_mlp"),  # before the ReLU
+    "blocks.{l}.mlp.hook_post": ("batch", "pos", "d_mlp"),
+    "blocks.{l}.hook_mlp_out": ("batch", "pos", "d_model"),
+    "blocks.{l}.hook_resid_post": ("batch", "pos", "d_model"),
+}
+
+Cache = dict[str, torch.Tensor]
+
+
+def _hook(cache: Cache | None, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Record x under `name` when a cache is passed; returns x, so a hook reads inline."""
+    if cache is not None:
+        cache[name] = x
+    return x
+
 
 def _normal(gen: torch.Generator, shape: tuple[int, ...], fan: int) -> nn.Parameter:
     return nn.Parameter(torch.randn(shape, generator=gen) / math.sqrt(fan))
@@ -24,47 +60,36 @@ def _normal(gen: torch.Generator, shape: tuple[int, ...], fan: int) -> nn.Parame
 class Attention(nn.Module):
     """Causal multi-head attention without biases; scores / sqrt(d_head)."""
 
-    def __init__(self, cfg: ModelConfig, gen: torch.Generator) -> None:
+    def __init__(self, cfg: ModelConfig, gen: torch.Generator, name: str = "attn") -> None:
         super().__init__()
         h, d, e = cfg.n_heads, cfg.d_model, cfg.d_head
+        # Creation order is the generator's draw order: changing it changes every seeded init.
         self.W_Q = _normal(gen, (h, d, e), d)  # [n_heads, d_model, d_head]
         self.W_K = _normal(gen, (h, d, e), d)
         self.W_V = _normal(gen, (h, d, e), d)
         self.W_O = _normal(gen, (h, e, d), d)  # [n_heads, d_head, d_model]
         self.scale = 1.0 / math.sqrt(e)
+        self.name = name  # hook prefix, e.g. "blocks.0.attn"; a plain attribute, not in the state_dict
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [batch, pos, d_model] -> attention output [batch, pos, d_model] (all positions)."""
-        q = torch.einsum("bpd,hde->bhpe", x, self.W_Q)
-        k = torch.einsum("bpd,hde->bhpe", x, self.W_K)
-        v = torch.einsum("bpd,hde->bhpe", x, self.W_V)
-        scores = torch.einsum("bhqe,bhke->bhqk", q, k) * self.scale
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """x: residual stream [batch, pos, d_model] -> attention output [batch, pos, d_model]."""
+        # q, k, v, z: [batch, pos, n_heads, d_head]; scores, pattern: [batch, n_heads, query_pos, key_pos]
+        q = _hook(cache, f"{self.name}.hook_q", torch.einsum("bpd,hde->bphe", x, self.W_Q))
+        k = _hook(cache, f"{self.name}.hook_k", torch.einsum("bpd,hde->bphe", x, self.W_K))
+        v = _hook(cache, f"{self.name}.hook_v", torch.einsum("bpd,hde->bphe", x, self.W_V))
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
         n = x.shape[1]
-        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-        z = torch.einsum("bhqk,bhke->bhqe", scores.softmax(dim=-1), v)
-        return torch.einsum("bhqe,hed->bqd", z, self.W_O)
-
-    def forward_last(self, x: torch.Tensor) -> torch.Tensor:
-        """Only the last position's query: x [batch, pos, d_model] -> [batch, d_model].
-
-        Written as matmuls on flattened heads plus elementwise mixing over the few positions: the
-        einsum form lowers to bmm over batch * n_heads tiny matrices, which loops per example on CPU.
-        """
-        n_heads, d_model, d_head = self.W_Q.shape
-        flat = lambda w: w.permute(1, 0, 2).reshape(d_model, n_heads * d_head)  # noqa: E731  [d_model, h*e]
-        q = (x[:, -1] @ flat(self.W_Q)).view(-1, 1, n_heads, d_head)  # [batch, 1, n_heads, d_head]
-        k = (x @ flat(self.W_K)).view(x.shape[0], x.shape[1], n_heads, d_head)  # [batch, pos, n_heads, d_head]
-        v = (x @ flat(self.W_V)).view(x.shape[0], x.shape[1], n_heads, d_head)
-        pattern = ((q * k).sum(-1) * self.scale).softmax(dim=1)  # [batch, pos, n_heads]
-        z = (pattern[..., None] * v).sum(1)  # [batch, n_heads, d_head]
-        return z.flatten(1) @ self.W_O.reshape(n_heads * d_head, d_model)
+        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # key after query
+        scores = _hook(cache, f"{self.name}.hook_attn_scores", scores.masked_fill(future, float("-inf")))
+        pattern = _hook(cache, f"{self.name}.hook_pattern", scores.softmax(dim=-1))
+        z = _hook(cache, f"{self.name}.hook_z", torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        return torch.einsum("bqhe,hed->bqd", z, self.W_O)
 
 
 class MLP(nn.Module):
     """ReLU MLP with biases; d_in is d_model except for the mlp_only model's first block."""
 
-    def __init__(self, cfg: ModelConfig, gen: torch.Generator, d_in: int | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, gen: torch.Generator, d_in: int | None = None, name: str = "mlp") -> None:
         super().__init__()
         d = cfg.d_model
         # W_in keeps the N(0,1)/sqrt(d_model) init of SPEC section 1 even when d_in = 2 * d_model.
@@ -72,194 +97,77 @@ class MLP(nn.Module):
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.W_out = _normal(gen, (cfg.d_mlp, d), d)  # [d_mlp, d_model]
         self.b_out = nn.Parameter(torch.zeros(d))
+        self.name = name  # hook prefix, e.g. "blocks.0.mlp"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., d_in] -> [..., d_model]."""
-        return F.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """x [..., d_in] -> [..., d_model]; hook_pre and hook_post are [..., d_mlp]."""
+        pre = _hook(cache, f"{self.name}.hook_pre", x @ self.W_in + self.b_in)
+        post = _hook(cache, f"{self.name}.hook_post", F.relu(pre))
+        return post @ self.W_out + self.b_out
 
 
 class Block(nn.Module):
+    """resid_pre -> + attention -> resid_mid -> + MLP -> resid_post; attn_only / mlp_only drop a part."""
+
     def __init__(self, cfg: ModelConfig, gen: torch.Generator, layer: int) -> None:
         super().__init__()
-        self.attn = None if cfg.mlp_only else Attention(cfg, gen)
-        d_in = 2 * cfg.d_model if (cfg.mlp_only and layer == 0) else None
-        self.mlp = None if cfg.attn_only else MLP(cfg, gen, d_in)
+        self.name = f"blocks.{layer}"
+        self.attn = None if cfg.mlp_only else Attention(cfg, gen, f"{self.name}.attn")
+        # mlp_only has no attention to bring a and b to '=', so its first MLP reads both positions at once.
+        self.reads_pair = cfg.mlp_only and layer == 0
+        d_in = 2 * cfg.d_model if self.reads_pair else None
+        self.mlp = None if cfg.attn_only else MLP(cfg, gen, d_in, f"{self.name}.mlp")
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """x: resid_pre [batch, pos, d_model] -> resid_post [batch, pos, d_model]."""
+        x = _hook(cache, f"{self.name}.hook_resid_pre", x)
+        if self.attn is not None:
+            x = x + _hook(cache, f"{self.name}.hook_attn_out", self.attn(x, cache))
+            if self.mlp is not None:
+                x = _hook(cache, f"{self.name}.hook_resid_mid", x)
+        if self.mlp is not None:
+            x = x + _hook(cache, f"{self.name}.hook_mlp_out", self._mlp_out(x, cache))
+        return _hook(cache, f"{self.name}.hook_resid_post", x)
+
+    def _mlp_out(self, x: torch.Tensor, cache: Cache | None) -> torch.Tensor:
+        """The MLP's write to the residual stream: x [batch, pos, d_model] -> [batch, pos, d_model]."""
+        if not self.reads_pair:
+            return self.mlp(x, cache)
+        # mlp_only block 0: one MLP input per example, [x_a, x_b] [batch, 2 * d_model], written at '='.
+        out = self.mlp(x[:, :2].flatten(1), cache)  # [batch, d_model]
+        return torch.cat([torch.zeros_like(x[:, :-1]), out[:, None]], dim=1)
 
 
 class Transformer(nn.Module):
     """Tokens `a b =` -> logits over the p answer classes at the last position.
 
-    `mlp_only`: there is no attention to move a and b to the last position, so the first MLP reads
-    the concatenation [W_E[a] + W_pos[0], W_E[b] + W_pos[1]] (W_in [2 * d_model, d_mlp]) and adds its
-    output to the '=' position's residual stream; later MLP blocks read that stream as usual.
+    `mlp_only`: the first MLP reads the concatenation [W_E[a] + W_pos[0], W_E[b] + W_pos[1]] (W_in
+    [2 * d_model, d_mlp]) and adds its output to the '=' position's residual stream; later MLP blocks read
+    the stream as usual. `attn_only`: blocks without MLPs.
     """
 
     def __init__(self, cfg: ModelConfig, p: int) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(cfg.seed)
         self.cfg, self.p = cfg, p
-        d_vocab, d = p + 1, cfg.d_model
+        d_vocab, d = p + 1, cfg.d_model  # tokens 0..p-1 and '=' (id p)
+        # Creation order is the generator's draw order: every seeded init (and so every run) depends on it.
         self.W_E = _normal(gen, (d_vocab, d), d)  # [d_vocab, d_model]
         self.W_pos = _normal(gen, (N_CTX, d), d)  # [n_ctx, d_model]
         self.blocks = nn.ModuleList(Block(cfg, gen, layer) for layer in range(cfg.n_layers))
         self.W_U = _normal(gen, (d, p), d_vocab)  # [d_model, d_vocab_out]
 
-    # -- plain -------------------------------------------------------------------------------
+    def forward(self, tokens: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """tokens [batch, pos] (a, b, '=') -> logits at the last position [batch, p].
 
-    def forward_plain(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """The reference forward: every block on every position. tokens [batch, 3] -> logits [batch, p]."""
-        if self.cfg.mlp_only:
-            return self._forward_mlp_only(tokens, cache)
-        x = self.W_E[tokens] + self.W_pos  # [batch, pos, d_model]
-        for layer, block in enumerate(self.blocks):
-            if block.attn is not None:
-                out = block.attn(x)
-                _store(cache, f"blocks.{layer}.attn_out", out[:, -1])
-                x = x + out
-            if block.mlp is not None:
-                out = block.mlp(x)
-                _store(cache, f"blocks.{layer}.mlp_out", out[:, -1])
-                x = x + out
-        return x[:, -1] @ self.W_U
-
-    # -- fast --------------------------------------------------------------------------------
-
-    def forward(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Equal to forward_plain, cheaper: tokens [batch, 3] (last always '=') -> logits [batch, p].
-
-        Only the last position's output is read, so the last block's query, MLP and the unembed run
-        on that position alone. Layer 0's inputs are token + position embeddings, so its queries,
-        keys and values are tables over the d_vocab tokens, built once per call and gathered.
+        cache: if a dict, filled with every HOOK_SHAPES activation of this model.
         """
-        if self.cfg.mlp_only:
-            return self._forward_mlp_only(tokens, cache)
-        if self.cfg.n_layers == 1:
-            x_last = self._layer0_last(tokens, cache)
-        else:
-            x = self._layer0_all(tokens, cache)
-            n = len(self.blocks)
-            for layer in range(1, n):
-                block = self.blocks[layer]
-                last = layer == n - 1
-                if block.attn is not None:
-                    out = block.attn.forward_last(x) if last else block.attn(x)
-                    _store(cache, f"blocks.{layer}.attn_out", out if last else out[:, -1])
-                    x = x[:, -1] + out if last else x + out
-                elif last:
-                    x = x[:, -1]
-                if block.mlp is not None:
-                    out = block.mlp(x)
-                    _store(cache, f"blocks.{layer}.mlp_out", out if last else out[:, -1])
-                    x = x + out
-            x_last = x
-        return x_last @ self.W_U
-
-    def _tables(self, attn: Attention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Layer-0 q, k, v for every (position, token): each [n_ctx, d_vocab, n_heads, d_head]."""
-        emb = self.W_E[None] + self.W_pos[:, None]  # [n_ctx, d_vocab, d_model]
-        q = torch.einsum("pvd,hde->pvhe", emb, attn.W_Q)
-        k = torch.einsum("pvd,hde->pvhe", emb, attn.W_K)
-        v = torch.einsum("pvd,hde->pvhe", emb, attn.W_V)
-        return q, k, v
-
-    def _layer0_last(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """One-layer model: the residual stream at the last position after block 0. -> [batch, d_model]"""
-        a, b = tokens[:, 0], tokens[:, 1]
-        eq = self.p  # the '=' token id: the last position's token is a constant
-        block = self.blocks[0]
-        x = (self.W_E[eq] + self.W_pos[2]).expand(tokens.shape[0], -1)  # [batch, d_model]
-        if block.attn is not None:
-            attn = block.attn
-            n_heads, d_model = attn.W_O.shape[0], attn.W_O.shape[2]
-            emb = self.W_E[None] + self.W_pos[:, None]  # [n_ctx, d_vocab, d_model]
-            q = torch.einsum("d,hde->he", emb[2, eq], attn.W_Q) * attn.scale  # [n_heads, d_head]
-            k = torch.einsum("pvd,hde->pvhe", emb, attn.W_K)
-            score_tab = torch.einsum("pvhe,he->pvh", k, q)  # [n_ctx, d_vocab, n_heads]
-            v = torch.einsum("pvd,hde->pvhe", emb, attn.W_V)
-            ov_tab = torch.einsum("pvhe,hed->pvhd", v, attn.W_O).flatten(2)  # [n_ctx, d_vocab, n_heads*d_model]
-            # F.embedding, not tensor[idx]: its backward is a dense scatter, several times faster on CPU
-            # than the accumulate-index_put that advanced indexing falls back to.
-            scores = torch.stack([
-                F.embedding(a, score_tab[0]), F.embedding(b, score_tab[1]),
-                score_tab[2, eq].expand(len(a), -1),
-            ], dim=-1)  # [batch, n_heads, 3]
-            pattern = scores.softmax(dim=-1)
-            ov_a = F.embedding(a, ov_tab[0]).view(-1, n_heads, d_model)  # [batch, n_heads, d_model]
-            ov_b = F.embedding(b, ov_tab[1]).view(-1, n_heads, d_model)
-            ov_eq = ov_tab[2, eq].view(n_heads, d_model)
-            # Broadcast-multiply and sum, not einsum: that einsum lowers to a bmm over `batch` tiny
-            # matrices whose backward loops per example on CPU (~10x slower here).
-            out = (
-                (pattern[..., 0, None] * ov_a).sum(1)
-                + (pattern[..., 1, None] * ov_b).sum(1)
-                + pattern[..., 2] @ ov_eq
-            )  # [batch, d_model]
-            _store(cache, "blocks.0.attn_out", out)
-            x = x + out
-        if block.mlp is not None:
-            out = block.mlp(x)
-            _store(cache, "blocks.0.mlp_out", out)
-            x = x + out
-        return x
-
-    def _layer0_all(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """Deeper models: the residual stream at every position after block 0. -> [batch, pos, d_model]
-
-        Position 0 attends only to itself, so its whole block-0 output is a function of token a: a table
-        over d_vocab rows, MLP included, gathered per example. Positions 1 and 2 mix gathered q/k/v rows.
-        """
-        a, b = tokens[:, 0], tokens[:, 1]
-        eq = self.p
-        block = self.blocks[0]
-        emb = self.W_E[None] + self.W_pos[:, None]  # [n_ctx, d_vocab, d_model]
-        x0_tab = emb[0]  # [d_vocab, d_model]
-        x1 = F.embedding(b, emb[1])  # [batch, d_model]
-        x2 = emb[2, eq].expand(len(a), -1)
-        if block.attn is not None:
-            attn = block.attn
-            n_heads, d_head, d_model = attn.W_O.shape
-            q_tab, k_tab, v_tab = self._tables(attn)  # [n_ctx, d_vocab, n_heads, d_head]
-            ov_tab = torch.einsum("pvhe,hed->pvhd", v_tab, attn.W_O)  # [n_ctx, d_vocab, n_heads, d_model]
-            gather = lambda idx, tab: F.embedding(idx, tab.flatten(1)).view(len(idx), *tab.shape[1:])  # noqa: E731
-            mix = lambda pat, ov: (pat[..., None] * ov).sum(1)  # noqa: E731  [batch, n_heads]x[batch, n_heads, d] -> [batch, d]
-            # position 0: softmax over one key is 1
-            x0_tab = x0_tab + ov_tab[0].sum(1)
-            # position 1: query from b, keys a and b
-            q1 = gather(b, q_tab[1])  # [batch, n_heads, d_head]
-            s10 = (q1 * gather(a, k_tab[0])).sum(-1) * attn.scale  # [batch, n_heads]
-            s11 = F.embedding(b, (q_tab[1] * k_tab[1]).sum(-1)) * attn.scale
-            p1 = torch.stack([s10, s11], dim=-1).softmax(dim=-1)
-            x1 = x1 + mix(p1[..., 0], gather(a, ov_tab[0])) + mix(p1[..., 1], gather(b, ov_tab[1]))
-            # position 2: the query is the constant '=' row, so every score is a table lookup
-            q2 = q_tab[2, eq] * attn.scale  # [n_heads, d_head]
-            score_tab = (k_tab * q2).sum(-1)  # [n_ctx, d_vocab, n_heads]
-            p2 = torch.stack([F.embedding(a, score_tab[0]), F.embedding(b, score_tab[1]),
-                              score_tab[2, eq].expand(len(a), -1)], dim=-1).softmax(dim=-1)
-            out2 = (mix(p2[..., 0], gather(a, ov_tab[0])) + mix(p2[..., 1], gather(b, ov_tab[1]))
-                    + p2[..., 2] @ ov_tab[2, eq])
-            _store(cache, "blocks.0.attn_out", out2)
-            x2 = x2 + out2
-        if block.mlp is not None:
-            x0_tab = x0_tab + block.mlp(x0_tab)
-            out12 = block.mlp(torch.stack([x1, x2]))  # [2, batch, d_model]: one matmul for both positions
-            _store(cache, "blocks.0.mlp_out", out12[1])
-            x1, x2 = x1 + out12[0], x2 + out12[1]
-        return torch.stack([F.embedding(a, x0_tab), x1, x2], dim=1)
-
-    def _forward_mlp_only(self, tokens: torch.Tensor, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        emb = self.W_E[tokens] + self.W_pos  # [batch, pos, d_model]
-        x = emb[:, 2]
-        for layer, block in enumerate(self.blocks):
-            inp = emb[:, :2].flatten(1) if layer == 0 else x  # [batch, 2 * d_model] for block 0
-            out = block.mlp(inp)
-            _store(cache, f"blocks.{layer}.mlp_out", out)
-            x = x + out
-        return x @ self.W_U
-
-
-def _store(cache: dict[str, torch.Tensor] | None, name: str, value: torch.Tensor) -> None:
-    if cache is not None:
-        cache[name] = value
+        embed = _hook(cache, "hook_embed", self.W_E[tokens])  # [batch, pos, d_model]
+        pos_embed = _hook(cache, "hook_pos_embed", self.W_pos[: tokens.shape[1]].expand_as(embed))
+        x = embed + pos_embed
+        for block in self.blocks:
+            x = block(x, cache)
+        return x[:, -1] @ self.W_U  # only '=' predicts the answer
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Any
 
 from grokmon.experiments.fork import analyse_fork, fmt_cell
 from grokmon.metrics.forkfit import fit_inverse
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.readers import read_jsonl
 
 PAPER_R2 = "0.89-0.99"
 

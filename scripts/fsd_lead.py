@@ -28,7 +28,7 @@ from grokmon.metrics.fsd import fsd
 from grokmon.metrics.grokking import excluded_loss_baseline, fsd_ceiling_offline, grok_times, lead, sign_test
 from grokmon.metrics.probe import null_rng
 from grokmon.metrics.progress import key_frequencies
-from grokmon.sinks.rundir import checkpoints, load_checkpoint, read_jsonl
+from grokmon.rundir.readers import checkpoints, load_checkpoint, read_jsonl
 
 PAPER = "lead 500-3000 steps, mean 1722, positive in 9/9, two-sided sign test p ~ 0.004 (Sivasankar 2026)"
 
@@ -160,7 +160,7 @@ def _final_key_count(d: Path, cfg: dict[str, Any]) -> int:
     found = checkpoints(d)
     if not found:
         return 5
-    state = load_checkpoint(max(found.items())[1])["model"]
+    state = load_checkpoint(max(found.items())[1]).model
     w_outs = sorted(k for k in state if k.endswith("mlp.W_out"))
     M = (state[w_outs[-1]] @ state["W_U"]).T if w_outs else state["W_E"]
     basis = basis_for_op(cfg["task"]["op"], cfg["task"]["p"])

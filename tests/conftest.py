@@ -66,3 +66,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "grokmon", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+
+TIERS = ("unit", "engine", "integration", "slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test sits in exactly one tier, so `pytest -m "not integration and not slow"` means what it says."""
+    bad = [f"{item.nodeid}: {tiers or 'no tier'}" for item in items
+           if len(tiers := [t for t in TIERS if item.get_closest_marker(t)]) != 1]
+    if bad:
+        raise pytest.UsageError("tests need exactly one tier mark (unit, engine, integration, slow):\n  "
+                                + "\n  ".join(bad[:20]))

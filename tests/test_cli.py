@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, write_tiny_profile
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.readers import read_jsonl
+
+pytestmark = pytest.mark.integration
 
 METRIC_KEYS = ["step", "wall_s", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "weight_decay"]
 
@@ -73,7 +75,7 @@ def test_steps_flag_and_default_run_dir(tmp_path: Path, tiny_profile: Path) -> N
         (["run", "quick", "--set", "optim.wieght_decay=2"], ["optim.wieght_decay", "did you mean 'weight_decay'"]),
         (["run", "quick", "--set", "task.op=mul", "--set", "task.p=60"], ["task.p", "prime"]),
         (["run", "quick", "--set", "task.frac_train=1.5"], ["task.frac_train", "between 0 and 1"]),
-        (["run", "quick", "--set", "optim.weight_decay=-1"], ["optim.weight_decay", ">= 0"]),
+        (["run", "quick", "--set", "optim.weight_decay=-1"], ["optim.weight_decay", "[0, 10000]"]),
         (["run", "quick", "--set", "model.d_model=100", "--set", "model.n_heads=3"], ["model.d_model"]),
         (["run", "quick", "--set", "train.max_steps=lots"], ["train.max_steps", "expected an integer"]),
         (["run", "quick", "--steps", "-5"], ["--steps"]),

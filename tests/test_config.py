@@ -9,6 +9,8 @@ import pytest
 from grokmon.config import Config, apply_overrides, load_config, shipped_profiles
 from grokmon.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 
 def test_shipped_profiles_load_and_are_distinct() -> None:
     names = set(shipped_profiles())
@@ -59,7 +61,7 @@ def test_config_is_frozen() -> None:
         (["task.op=mul", "task.p=100"], "task.p: expected a prime"),
         (["task.frac_train=1.0"], "strictly between 0 and 1"),
         (["task.frac_train=0"], "strictly between 0 and 1"),
-        (["optim.weight_decay=-0.1"], "optim.weight_decay: expected a number >= 0"),
+        (["optim.weight_decay=-0.1"], "optim.weight_decay: expected a number in [0, 10000]"),
         (["model.d_model=130"], "a multiple of model.n_heads"),
         (["model.attn_only=true", "model.mlp_only=true"], "model.mlp_only"),
         (["task.op=pow"], "one of add, sub, mul, div"),

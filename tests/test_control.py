@@ -10,9 +10,13 @@ import pytest
 
 from conftest import write_tiny_profile
 from grokmon.events import Command
-from grokmon.sinks.follow import CONTROL_FILE, ControlFile, JsonlFollower, append_command
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.control import ControlFile, append_command
+from grokmon.rundir.readers import JsonlFollower
+from grokmon.rundir.layout import CONTROL as CONTROL_FILE
+from grokmon.rundir.readers import read_jsonl
 from test_cli import _start
+
+pytestmark = pytest.mark.integration
 
 
 def test_follower_returns_whole_lines_only(tmp_path: Path) -> None:

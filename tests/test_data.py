@@ -1,11 +1,16 @@
 """Datasets: the token layout, the answers of every op, and the seeded split."""
 
+
 from __future__ import annotations
+
+import pytest
 
 import torch
 
 from grokmon.config import TaskConfig
 from grokmon.data import make_dataset
+
+pytestmark = pytest.mark.unit
 
 
 def test_nanda_split_sizes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from pathlib import Path
 
@@ -14,7 +13,10 @@ from grokmon.engine import Engine
 from grokmon.events import (
     Alert, CheckpointSaved, Command, Evaluation, Event, Failed, Finished, Intervention, RunStarted,
 )
-from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint, read_jsonl
+from grokmon.rundir.writer import RunDir
+from grokmon.rundir.readers import checkpoints, load_checkpoint, read_jsonl
+
+pytestmark = pytest.mark.engine
 
 
 class MemoryCheckpointer:
@@ -29,7 +31,7 @@ class MemoryCheckpointer:
 def test_events_of_a_plain_run(tiny: Config) -> None:
     events: list[Event] = []
     ckpt = MemoryCheckpointer()
-    result = Engine(tiny, [events.append], checkpointer=ckpt).run()
+    result = Engine(tiny, sinks=[events.append], checkpointer=ckpt).run()
     assert result.status == "completed" and result.step == 120
     assert isinstance(events[0], RunStarted) and isinstance(events[-1], Finished)
     evals = [e for e in events if isinstance(e, Evaluation)]
@@ -42,9 +44,9 @@ def test_events_of_a_plain_run(tiny: Config) -> None:
 
 
 def test_commands_are_applied_between_steps_and_emitted(tiny: Config) -> None:
-    commands: queue.Queue[Command] = queue.Queue()
     events: list[Event] = []
-    engine = Engine(tiny, [events.append], commands=commands, checkpointer=MemoryCheckpointer())
+    engine = Engine(tiny, sinks=[events.append], checkpointer=MemoryCheckpointer())
+    commands = engine.commands
     commands.put(Command("set_weight_decay", 3.0, source="test"))
     commands.put(Command("set_lr", 5e-4, source="test"))
     commands.put(Command("checkpoint", source="test"))
@@ -61,7 +63,6 @@ def test_commands_are_applied_between_steps_and_emitted(tiny: Config) -> None:
 
 
 def test_pause_blocks_until_resume_and_stop_ends_the_run(tiny: Config) -> None:
-    commands: queue.Queue[Command] = queue.Queue()
     events: list[Event] = []
     paused = threading.Event()
 
@@ -70,8 +71,8 @@ def test_pause_blocks_until_resume_and_stop_ends_the_run(tiny: Config) -> None:
         if isinstance(event, Intervention) and event.name == "pause":
             paused.set()
 
-    engine = Engine(tiny.replace("train", max_steps=100000), [sink], commands=commands,
-                    checkpointer=MemoryCheckpointer())
+    engine = Engine(tiny.replace("train", max_steps=100000), sinks=[sink], checkpointer=MemoryCheckpointer())
+    commands = engine.commands
     thread = threading.Thread(target=engine.run)
     commands.put(Command("pause"))
     thread.start()
@@ -91,8 +92,18 @@ def test_pause_blocks_until_resume_and_stop_ends_the_run(tiny: Config) -> None:
 
 def test_nonfinite_loss_alerts_and_stops_cleanly(tiny: Config, tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    engine = Engine(tiny, [run], checkpointer=run)
-    engine.commands.put(Command("set_lr", 1e30))  # the first full step at this lr overflows
+    engine = Engine(tiny, sinks=[run], checkpointer=run)
+    engine.commands.put(Command("set_lr", 10.0))
+    engine.commands.put(Command("set_weight_decay", 0.0))
+    original = engine.train_step
+
+    def overflow() -> torch.Tensor:  # a step whose update overflows, as a too-large lr eventually does
+        if engine.step == 30:
+            with torch.no_grad():
+                engine.model.W_U.mul_(float("inf"))
+        return original()
+
+    engine.train_step = overflow  # type: ignore[method-assign]
     result = engine.run()
     run.close()
     assert result.status == "diverged"
@@ -106,7 +117,7 @@ def test_nonfinite_loss_alerts_and_stops_cleanly(tiny: Config, tmp_path: Path) -
 
 def test_exception_in_training_is_an_event_and_a_log(tiny: Config, tmp_path: Path, monkeypatch) -> None:
     run = RunDir(tmp_path / "run")
-    engine = Engine(tiny, [run], checkpointer=run)
+    engine = Engine(tiny, sinks=[run], checkpointer=run)
     original = engine.train_step
 
     def boom() -> torch.Tensor:
@@ -122,7 +133,7 @@ def test_exception_in_training_is_an_event_and_a_log(tiny: Config, tmp_path: Pat
     assert "simulated CUDA error" in (d / "error.log").read_text()
     assert '"status": "failed"' in (d / "summary.json").read_text()
     assert list(checkpoints(d)) == [40]  # the last good checkpoint is kept and usable
-    assert load_checkpoint(checkpoints(d)[40])["step"] == 40
+    assert load_checkpoint(checkpoints(d)[40]).step == 40
 
 
 def _metrics(path: Path) -> list[dict]:
@@ -136,18 +147,18 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path:
     stop arrives just after it), so the resumed run must evaluate step 40 once, not twice."""
     cfg = tiny.replace("train", batch_size=batch_size, max_steps=140)
     full = RunDir(tmp_path / "full")
-    Engine(cfg, [full], checkpointer=full).run()
+    Engine(cfg, sinks=[full], checkpointer=full).run()
     full.close()
 
     # Interrupted run: stop as Ctrl-C would, then resume from there.
     part = RunDir(tmp_path / "part")
-    engine = Engine(cfg, [part], checkpointer=part)
+    engine = Engine(cfg, sinks=[part], checkpointer=part)
     original = engine.train_step
 
     def stop_then() -> torch.Tensor:
         out = original()
         if engine.step == stop_at:
-            engine.commands.put(Command("stop", source="signal:SIGINT"))
+            engine.request_stop("SIGINT")  # what the session's signal policy does on Ctrl-C
         return out
 
     engine.train_step = stop_then  # type: ignore[method-assign]
@@ -157,18 +168,18 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny: Config, tmp_path:
     assert step == stop_at
     state = load_checkpoint(path)
     resumed = RunDir(tmp_path / "part", resume_step=step)
-    Engine(cfg, [resumed], checkpointer=resumed, resume_state=state).run()
+    Engine(cfg, sinks=[resumed], checkpointer=resumed, resume_state=state).run()
     resumed.close()
     assert _metrics(tmp_path / "part") == _metrics(tmp_path / "full")  # equal, not close
 
     # A run that finished at an off-schedule max_steps, then extended: its final row is dropped.
     short = RunDir(tmp_path / "short")
-    Engine(cfg.replace("train", max_steps=70), [short], checkpointer=short).run()
+    Engine(cfg.replace("train", max_steps=70), sinks=[short], checkpointer=short).run()
     short.close()
     assert _metrics(tmp_path / "short")[-1]["step"] == 70
     state = load_checkpoint(checkpoints(tmp_path / "short")[70])
     more = RunDir(tmp_path / "short", resume_step=70)
-    Engine(cfg, [more], checkpointer=more, resume_state=state).run()
+    Engine(cfg, sinks=[more], checkpointer=more, resume_state=state).run()
     more.close()
     assert _metrics(tmp_path / "short") == _metrics(tmp_path / "full")
 

@@ -13,7 +13,10 @@ from conftest import run_cli
 from grokmon.config import Config
 from grokmon.engine import Engine
 from grokmon.experiments.jobs import RunJob, run_job
-from grokmon.sinks.rundir import RunDir, checkpoints, read_jsonl
+from grokmon.rundir.writer import RunDir
+from grokmon.rundir.readers import checkpoints, read_jsonl
+
+pytestmark = pytest.mark.integration
 
 CORE = ("step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "weight_decay")
 
@@ -25,7 +28,7 @@ def _core(rows: list[dict]) -> list[dict]:
 @pytest.fixture
 def parent(tiny: Config, tmp_path: Path) -> Path:
     run = RunDir(tmp_path / "parent")
-    Engine(tiny.replace("train", max_steps=120), [run], checkpointer=run).run()  # checkpoints at 40, 80, 120
+    Engine(tiny.replace("train", max_steps=120), sinks=[run], checkpointer=run).run()  # checkpoints at 40, 80, 120
     run.close()
     return tmp_path / "parent"
 
@@ -67,7 +70,7 @@ def test_fork_cli_branches_replay_and_report(parent: Path) -> None:
 
 
 def test_interrupted_branch_continues_from_its_own_checkpoint(parent: Path, tiny: Config, tmp_path: Path) -> None:
-    from grokmon.sinks.rundir import load_checkpoint
+    from grokmon.rundir.readers import load_checkpoint
 
     state = checkpoints(parent)[40]
     cfg = tiny.replace("train", max_steps=120)
@@ -83,7 +86,7 @@ def test_interrupted_branch_continues_from_its_own_checkpoint(parent: Path, tiny
     resumed = run_job(RunJob("b", str(tmp_path / "cut"), cfg.to_dict(), start_state=str(state),
                              start_commands=(("set_weight_decay", 2.0, "fork"),), history_from=str(parent)))
     assert resumed.status == "completed"
-    assert load_checkpoint(checkpoints(tmp_path / "cut")[120])["optimizer"]["param_groups"][0]["weight_decay"] == 2.0
+    assert load_checkpoint(checkpoints(tmp_path / "cut")[120]).optimizer["param_groups"][0]["weight_decay"] == 2.0
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     assert strip(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == strip(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
     assert run_job(job).status == "skipped-done"  # a finished branch is not trained again
@@ -108,14 +111,15 @@ def test_fork_of_a_missing_run_dir(tmp_path: Path) -> None:
 def test_a_run_locked_by_another_process_is_left_alone(tiny: Config, tmp_path: Path) -> None:
     import fcntl
 
-    from grokmon.experiments.jobs import LOCK_FILE
+    from grokmon.rundir.layout import LOCK
 
     run_dir = tmp_path / "r"
     run_dir.mkdir()
-    with open(run_dir / LOCK_FILE, "a+") as held:
+    with open(run_dir / LOCK, "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a second `grokmon fork` on the same directory would see it
         result = run_job(RunJob("r", str(run_dir), tiny.to_dict()))
     assert result.status == "busy" and not (run_dir / "metrics.jsonl").exists()
+    assert "is being written by another process" in result.error
     assert run_job(RunJob("r", str(run_dir), tiny.to_dict())).status == "completed"
 
 
@@ -159,7 +163,7 @@ def test_ctrl_c_stops_parallel_branches_cleanly_and_a_rerun_finishes(parent: Pat
 def test_a_fork_that_cannot_be_replayed_exactly_is_refused(tiny: Config, tmp_path: Path) -> None:
     run = RunDir(tmp_path / "sched")
     cfg = tiny.replace("train", max_steps=120).replace("schedule", weight_decay="step", at_step=50, kappa=2.0)
-    Engine(cfg, [run], checkpointer=run).run()  # checkpoints at 40, 80, 120; weight decay raised at 50
+    Engine(cfg, sinks=[run], checkpointer=run).run()  # checkpoints at 40, 80, 120; weight decay raised at 50
     run.close()
     proc = run_cli("fork", str(tmp_path / "sched"), "--at", "60", "--wd", "1")
     assert proc.returncode == 2

@@ -21,6 +21,8 @@ from grokmon.fourier import (
     top_k,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("p", [3, 7, 13, 113])
 @pytest.mark.parametrize("make", [additive_basis, multiplicative_basis])
@@ -106,16 +108,43 @@ def test_energy_2d_of_a_plus_b_signal_and_parseval() -> None:
     assert float(freq_energy_2d(B, cross).sum()) < 1e-20
 
 
-def test_energy_2d_matches_the_einsum_reference() -> None:
-    p = 11
-    B = additive_basis(p)
-    A = torch.randn(p * p, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    X = A.reshape(p, p, 5)
+@pytest.mark.parametrize("make", [additive_basis, multiplicative_basis])
+def test_energy_2d_matches_the_einsum_reference(make) -> None:
+    """The two-matmul transform equals SPEC's einsum summed over {0, 2k-1, 2k}^2 minus (0, 0) cells, for
+    every k; the cos-only Nyquist k of the multiplicative basis (3 cells) is weighted x8/3."""
+    p = 11 if make is additive_basis else 13
+    B = make(p)
+    n = B.n
+    A = torch.randn(n * n, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)  # data order
+    pos = B.grid_positions()
+    X = A.reshape(n, n, 5)[pos][:, pos]  # basis (discrete-log) order
     X = torch.einsum("ia,jb,abd->ijd", B.matrix, B.matrix, X - X.mean((0, 1)))
     cells = (X ** 2).sum(-1)
-    ref = [sum(float(cells[i, j]) for i in [0, *B.rows(k)] for j in [0, *B.rows(k)]) for k in range(1, 6)]
+    ref = [sum(float(cells[i, j]) for i in [0, *B.rows(k)] for j in [0, *B.rows(k)]) for k in range(1, B.n_freq + 1)]
+    if make is multiplicative_basis:
+        assert len(B.rows(B.n_freq)) == 1
+        ref[-1] *= 8 / 3
+    assert len(ref) == B.n_freq
     assert np.allclose(freq_energy_2d(B, A).numpy(), ref)
-    assert np.allclose(freq_energy_2d(B, A.reshape(p, p, 5)).numpy(), ref)
+    assert np.allclose(freq_energy_2d(B, A.reshape(n, n, 5)).numpy(), ref)
+
+
+def test_energy_1d_nyquist_counts_twice_and_the_rest_is_parseval() -> None:
+    """Multiplicative basis: an alternating map over discrete-log order is all Nyquist; its e(K) is twice
+    the map's energy (one row for two), and the other frequencies keep Parseval."""
+    p = 13
+    B = multiplicative_basis(p)
+    gen = torch.Generator().manual_seed(3)
+    M = torch.zeros(p, 4, dtype=torch.float64)
+    sign = torch.tensor([(-1.0) ** i for i in range(p - 1)], dtype=torch.float64)
+    nyq = torch.outer(sign, torch.randn(4, generator=gen, dtype=torch.float64))
+    other = torch.randn(p - 1, 4, generator=gen, dtype=torch.float64)
+    other = other - other.mean(0)
+    other = other - torch.outer(sign, sign @ other) / (p - 1)  # no Nyquist component
+    M[B.tokens] = nyq + other  # rows indexed by token id, in discrete-log order
+    e = freq_energy_1d(B, M)
+    assert float(e[-1]) == pytest.approx(2 * float((nyq ** 2).sum()))
+    assert float(e[:-1].sum()) == pytest.approx(float((other ** 2).sum()))
 
 
 def test_energy_2d_multiplicative_grid_is_reordered_by_discrete_log() -> None:
@@ -138,3 +167,29 @@ def test_spectrum_share_and_top_k() -> None:
     assert top_k(share, 3) == [(2, 0.4), (4, 0.4), (1, 0.1)]  # 1-based, ties to the lower frequency
     assert np.allclose(spectrum_share(np.zeros(4)), 0.25)
     assert isinstance(spectrum_share(np.ones(3)), np.ndarray)
+
+
+@pytest.mark.parametrize("p", [13, 23])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_isotropic_noise_has_equal_expected_energy_at_every_frequency(p: int, dims: int) -> None:
+    """Multiplicative basis (q = p - 1 even, cos-only Nyquist): under isotropic Gaussian noise the expected
+    energy of every k, Nyquist included, is the same: 2 rows' worth (1-D) or 8 cells' worth (2-D) per
+    column. Checked against the exact value per k within 4.5 standard errors of the draws' mean (the
+    standard error from the draws themselves), and the Nyquist mean against the others' pooled mean. The
+    unweighted Nyquist mean (1/2 or 3/8 of the others') is many standard errors away."""
+    B = multiplicative_basis(p)
+    assert B.rows(B.n_freq) == [B.n - 1]  # the cos-only Nyquist row
+    gen = torch.Generator().manual_seed(100 * p + dims)
+    n_draws, d = 3000, 3
+    n_rows = p if dims == 1 else B.n * B.n  # a token-axis map indexed by token id, or the mul grid
+    energy = freq_energy_1d if dims == 1 else freq_energy_2d
+    e = torch.stack([energy(B, torch.randn(n_rows, d, generator=gen, dtype=torch.float64))
+                     for _ in range(n_draws)]).numpy()  # [n_draws, K]
+    expected = (2.0 if dims == 1 else 8.0) * d  # every row / cell carries d in expectation
+    mean, se = e.mean(axis=0), e.std(axis=0) / math.sqrt(n_draws)
+    assert np.all(np.abs(mean - expected) <= 4.5 * se), (mean, expected, se)
+    others = e[:, :-1].mean(axis=1)  # per draw: the mean energy of the ordinary frequencies
+    diff = e[:, -1] - others
+    assert abs(diff.mean()) <= 4.5 * diff.std() / math.sqrt(n_draws), (diff.mean(), diff.std())
+    unweighted = mean[-1] * (0.5 if dims == 1 else 3.0 / 8.0)
+    assert abs(unweighted - expected) > 10 * se[-1]

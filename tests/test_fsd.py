@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from grokmon.fourier import additive_basis, freq_energy_1d, freq_energy_2d
-from grokmon.metrics.fsd import fsd
+from grokmon.metrics.fsd import fsd, null_mean, statistic_and_null
+
+pytestmark = pytest.mark.unit
 
 
 def _grid(p: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,10 +81,17 @@ def test_shared_frequencies_synchronise(statistic: str) -> None:
 
 @pytest.mark.parametrize("statistic", ["overlap", "pearson"])
 def test_disjoint_frequencies_do_not(statistic: str) -> None:
+    """Inputs on k = 1..5, output on k = 10..14 (K = 29): the top-5 sets are disjoint, so the overlap is 0
+    and FSD = -mu0 / (1 - mu0) = -5/24, with every null draw >= 0 (p = 1); Pearson is negative (a
+    component's energy sits where the output has none) and so is FSD; neither is significant."""
     inputs, _ = same_freq_spectra([1, 2, 3, 4, 5])
     _, output = same_freq_spectra([10, 11, 12, 13, 14], seed=1)
     r = fsd(inputs, output, seed=0, statistic=statistic)
-    assert r.fsd <= 0
+    if statistic == "overlap":
+        assert r.s == 0.0 and r.mu0 == 5 / 29
+        assert r.fsd == pytest.approx(-5 / 24) and r.p_value == 1.0
+    else:
+        assert r.s < 0 and r.fsd == r.s and r.p_value > 0.5
     assert not r.sync
 
 
@@ -128,10 +137,14 @@ def test_vectorised_null_equals_the_loop(statistic: str, m: int) -> None:
     perms = np.argsort(rng.random((n_perm, output.size)), axis=1)
     s, null = _reference(inputs, output, perms, statistic, m)
     assert r.s == pytest.approx(s)
-    assert r.mu0 == pytest.approx(null.mean())
     assert r.sd0 == pytest.approx(null.std())
     assert r.p_value == pytest.approx((1 + np.sum(null >= s - 1e-12)) / (n_perm + 1))
-    assert r.fsd == pytest.approx((s - null.mean()) / (1 - null.mean()))
+    mu0 = m / output.size if statistic == "overlap" else 0.0  # exact, not the draws' mean
+    assert r.mu0 == mu0
+    assert r.fsd == pytest.approx((s - mu0) / (1 - mu0))
+    assert r.z == pytest.approx((s - mu0) / null.std())
+    s_fast, null_fast = statistic_and_null(inputs, output, perms, statistic=statistic, m=m)
+    assert s_fast == pytest.approx(s) and np.allclose(null_fast, null)
 
 
 def test_degenerate_inputs_stay_finite() -> None:
@@ -141,9 +154,65 @@ def test_degenerate_inputs_stay_finite() -> None:
     assert (r.s, r.fsd, r.z) == (0.0, 0.0, 0.0)
     r = fsd(np.random.default_rng(0).random((2, K)), np.random.default_rng(1).random(K), m=K)
     assert r.fsd == 0.0 and r.z == 0.0 and r.p_value == 1.0  # every top set is everything: no information
-    r = fsd(np.zeros((1, K)), np.zeros(K))  # all-zero spectra are treated as uniform
-    assert all(math.isfinite(v) for v in (r.fsd, r.z, r.s, r.mu0, r.sd0, r.p_value))
+    for statistic in ("overlap", "pearson"):  # all-zero spectra are treated as uniform: no information
+        r = fsd(np.zeros((1, K)), np.zeros(K), statistic=statistic)
+        assert (r.fsd, r.z, r.p_value, r.sync) == (0.0, 0.0, 1.0, False), statistic
+        r = fsd(np.random.default_rng(2).random((3, K)), np.full(K, 0.1), statistic=statistic)  # flat output
+        assert (r.fsd, r.z, r.p_value, r.sync) == (0.0, 0.0, 1.0, False), statistic
+    r = fsd(np.zeros((2, K)), np.random.default_rng(1).random(K))  # flat inputs against an informative output
+    assert r.mu0 == 0.5 and all(math.isfinite(v) for v in (r.fsd, r.z, r.s, r.sd0)) and 0 < r.p_value <= 1
     with pytest.raises(ValueError):
         fsd(flat, np.ones(K + 1))
     with pytest.raises(ValueError):
         fsd(flat, np.ones(K), statistic="spearman")
+
+
+def _spectra_cases() -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """(name, inputs [C, K], output [K], m): continuous spectra, tied spectra, a one-hot output, m >= K."""
+    rng = np.random.default_rng(2024)
+    tied_in = rng.integers(0, 3, size=(3, 12)).astype(float)  # many ties inside every top-m set
+    tied_in[:, 0] += 1.0  # no all-zero row
+    return [
+        ("exponential K=15 m=5", rng.exponential(size=(3, 15)), rng.exponential(size=15), 5),
+        ("heavy-tailed K=56 m=5", rng.pareto(1.5, size=(4, 56)), rng.pareto(1.5, size=56), 5),
+        ("exponential K=11 m=1", rng.exponential(size=(2, 11)), rng.exponential(size=11), 1),
+        ("ties K=12 m=3", tied_in, rng.integers(0, 2, size=12).astype(float) + 0.5, 3),
+        ("one-hot output K=9 m=4", rng.exponential(size=(3, 9)), np.eye(9)[2], 4),
+        ("m = K", rng.exponential(size=(2, 6)), rng.exponential(size=6), 6),
+        ("m > K", rng.exponential(size=(2, 6)), rng.exponential(size=6), 10),
+    ]
+
+
+@pytest.mark.parametrize("statistic", ["overlap", "pearson"])
+def test_exact_null_mean_matches_a_100k_draw_simulation(statistic: str) -> None:
+    """mu0 = m / K (overlap; 1 once m >= K) and 0 (Pearson) is the mean of the permutation null: on every
+    case a 100,000-permutation simulation's mean lies within 4.5 standard errors of it (standard error =
+    the draws' sd / sqrt(n); a case whose null is constant must match to float precision). The tolerance
+    is tight enough to tell m / K from m / (K + 1) or the old simulated mean's typical error."""
+    n = 100_000
+    for name, inputs, output, m in _spectra_cases():
+        K = output.size
+        perms = np.argsort(np.random.default_rng([7, K, m]).random((n, K)), axis=1)
+        _, null = statistic_and_null(inputs, output, perms, statistic=statistic, m=m)
+        exact = null_mean(statistic, K, m)
+        assert exact == (min(m, K) / K if statistic == "overlap" else 0.0), name
+        se = float(null.std()) / math.sqrt(n)
+        assert abs(float(null.mean()) - exact) <= 4.5 * se + 1e-12, (name, null.mean(), exact, se)
+        if statistic == "overlap" and m < K:  # the bound has power: a neighbouring value is rejected
+            assert abs(float(null.mean()) - m / (K + 1)) > 4.5 * se, name
+        result = fsd(inputs, output, n_perm=200, seed=1, statistic=statistic, m=m)
+        assert result.mu0 == exact, name
+
+
+def test_fsd_no_longer_depends_on_the_null_draws_beyond_p_and_z() -> None:
+    """With mu0 exact, FSD and S are the same for every seed and n_perm; only p, sd0 and z vary."""
+    inputs, output = random_init_spectra(4)
+    for statistic in ("overlap", "pearson"):
+        results = [fsd(inputs, output, n_perm=n, seed=seed, statistic=statistic)
+                   for n in (10, 1000) for seed in range(3)]
+        assert len({(r.fsd, r.s, r.mu0) for r in results}) == 1
+        assert len({r.sd0 for r in results}) > 1
+    with pytest.raises(ValueError):
+        null_mean("spearman", 10)
+    with pytest.raises(ValueError):
+        null_mean("overlap", 10, m=0)

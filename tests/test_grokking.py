@@ -19,6 +19,8 @@ from grokmon.metrics.grokking import (
     sign_test,
 )
 
+pytestmark = pytest.mark.unit
+
 STEPS = np.arange(0, 10_001, 100)
 
 
@@ -57,10 +59,20 @@ def test_offline_ceiling() -> None:
 
 
 def test_offline_ceiling_needs_five_in_a_row_and_significance() -> None:
+    """Four significant evaluations above the threshold are not a ceiling, five are; and a run of high FSD
+    without p < alpha is not one either: the ceiling waits for significance."""
     r = synthetic_run()
-    spiky = r["fsd"].copy()
-    spiky[STEPS == 2500] = 0.9  # one evaluation is not a ceiling
-    assert fsd_ceiling_offline(STEPS, spiky, r["p"], r["train_acc"], r["val_acc"]) == 3900
+    window = (STEPS >= 2000) & (STEPS <= 2300)  # 4 evaluations, after memorisation, before the ramp
+    spiky, p_spiky = r["fsd"].copy(), r["p"].copy()
+    spiky[window], p_spiky[window] = 0.9, 0.001
+    # FSD_pre = median over [1500, 2500] = 0.1 still (4 of 11 raised); the spike is above 0.73 and significant
+    assert fsd_ceiling_offline(STEPS, spiky, p_spiky, r["train_acc"], r["val_acc"]) == 3900
+    five = (STEPS >= 2000) & (STEPS <= 2400)
+    spiky[five], p_spiky[five] = 0.9, 0.001
+    assert fsd_ceiling_offline(STEPS, spiky, p_spiky, r["train_acc"], r["val_acc"]) == 2000
+    spiky_ns = r["fsd"].copy()
+    spiky_ns[five] = 0.9  # five high evaluations at p = 0.4: not significant, not a ceiling
+    assert fsd_ceiling_offline(STEPS, spiky_ns, r["p"], r["train_acc"], r["val_acc"]) == 3900
     late_p = np.where(STEPS >= 4500, 0.001, 0.4)
     assert fsd_ceiling_offline(STEPS, r["fsd"], late_p, r["train_acc"], r["val_acc"]) == 4500
 
@@ -84,11 +96,48 @@ def test_online_detector_fires_once_on_the_plateau() -> None:
     assert det.fired and det.fired_at == 4900
 
 
-def test_online_detector_needs_significance_and_a_full_window() -> None:
+def fired_steps(steps: np.ndarray, fsd: np.ndarray, p: np.ndarray) -> list[int]:
+    """Every step at which a fresh detector's update returned True, fed the whole series."""
     det = OnlineCeilingDetector(alpha=0.05)
-    assert not any(det.update(i * 100, 0.8, 0.5) for i in range(30))  # flat but never significant
+    fired = [int(s) for s, f, q in zip(steps, fsd, p) if det.update(int(s), float(f), float(q))]
+    assert det.fired_at == (fired[0] if fired else None)
+    return fired
+
+
+def test_online_detector_needs_significance_and_a_full_window() -> None:
+    """A flat significant series fires on the 10th evaluation (the first full window), once; the same
+    series at p = 0.5 never fires; and it fires on the first significant evaluation once p drops."""
+    steps = np.arange(30) * 100
+    flat = np.full(30, 0.8)
+    assert fired_steps(steps, flat, np.full(30, 0.001)) == [900]
+    assert fired_steps(steps, flat, np.full(30, 0.5)) == []  # flat but never significant
+    assert fired_steps(steps, flat, np.where(steps >= 2000, 0.001, 0.5)) == [2000]
     det = OnlineCeilingDetector(alpha=0.05)
     assert [det.update(i * 100, 0.8, 0.001) for i in range(11)] == [False] * 9 + [True, False]
+
+
+def test_online_detector_waits_for_the_slope_and_ignores_a_fallen_fsd() -> None:
+    """A significant FSD still rising faster than 0.01 per 1000 steps never fires; a rise that stops at
+    step 2000 fires on the first window whose OLS slope is below 0.01/1000 (worked out below); an FSD that
+    fell below 90 % of its running max never fires, however flat and significant."""
+    steps = np.arange(40) * 100
+    sig = np.full(40, 0.001)
+    rising = 0.1 + 0.02 * steps / 1000  # 0.02 per 1000 steps throughout
+    assert fired_steps(steps, rising, sig) == []
+    # Rise 0.05 per 100 steps up to step 2000, flat at 1.1 after. The window ending at step t holds the
+    # last 10 evaluations; its slope first falls below 0.01/1000 when 9 of them are on the plateau:
+    # (t = 2800: one ramp point 0.05 below the plateau at the window's start gives slope 0.05 * 4.5 /
+    # 8250 * 1000 ~ 0.0273; t = 2900: all flat, slope 0). Before that the slope is larger.
+    plateau = np.minimum(0.1 + 0.05 * steps / 100, 1.1)
+    window_slopes = [np.polyfit(steps[i - 9:i + 1], plateau[i - 9:i + 1], 1)[0] * 1000 for i in range(9, 40)]
+    first = 9 + next(i for i, s in enumerate(window_slopes) if s < 0.01)
+    assert fired_steps(steps, plateau, sig) == [int(steps[first])] == [2900]
+    # Peak 0.9 at step 900 (not significant there), then flat at 0.5 with p < alpha: 0.5 < 0.9 * 0.9
+    fallen = np.where(steps == 900, 0.9, 0.5)
+    assert fired_steps(steps, fallen, np.where(steps >= 1000, 0.001, 0.5)) == []
+    # the same drop to 0.85 (>= 0.81) fires as soon as the window's slope allows
+    shallow = np.where(steps == 900, 0.9, 0.85)
+    assert fired_steps(steps, shallow, np.where(steps >= 1000, 0.001, 0.5)) != []
 
 
 def test_ols_slope() -> None:

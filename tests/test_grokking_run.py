@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.readers import read_jsonl
 
 
 @pytest.mark.slow

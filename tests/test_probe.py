@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -14,7 +16,11 @@ from grokmon.engine import Engine
 from grokmon.events import Alert, Evaluation, Event
 from grokmon.metrics.probe import METRIC_KEYS, FourierProbe
 from grokmon.model import Transformer
-from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint, read_jsonl, run_events
+from grokmon.rundir.writer import RunDir
+from grokmon.rundir.readers import checkpoints, load_checkpoint, read_jsonl
+from grokmon.metrics.runs import run_events
+
+pytestmark = pytest.mark.engine
 
 SMALL = dict(d_model=64, n_heads=4, d_head=16, d_mlp=128)
 
@@ -64,7 +70,7 @@ def test_rows_carry_fourier_keys_and_resume_keeps_the_detector(tiny: Config, tmp
     cfg = tiny.replace("metrics", metrics_every=2, n_perm=200).replace("train", max_steps=200)
     full = RunDir(tmp_path / "full")
     events: list[Event] = []
-    Engine(cfg, [full, events.append], checkpointer=full).run()
+    Engine(cfg, sinks=[full, events.append], checkpointer=full).run()
     full.close()
     rows = read_jsonl(tmp_path / "full" / "metrics.jsonl")
     assert all(list(r)[8:] == list(METRIC_KEYS) for r in rows)
@@ -77,12 +83,12 @@ def test_rows_carry_fourier_keys_and_resume_keeps_the_detector(tiny: Config, tmp
 
     # Stop at 100 and resume: rows (FSD and p-values included) and the online detector state match.
     part = RunDir(tmp_path / "part")
-    Engine(cfg.replace("train", max_steps=100), [part], checkpointer=part).run()
+    Engine(cfg.replace("train", max_steps=100), sinks=[part], checkpointer=part).run()
     part.close()
     state = load_checkpoint(checkpoints(tmp_path / "part")[100])
-    assert len(state["fsd_history"]) == 3
+    assert len(state.fsd_history) == 3
     more = RunDir(tmp_path / "part", resume_step=100)
-    Engine(cfg, [more], checkpointer=more, resume_state=state).run()
+    Engine(cfg, sinks=[more], checkpointer=more, resume_state=state).run()
     more.close()
     strip = lambda d: [{k: v for k, v in r.items() if k != "wall_s"} for r in read_jsonl(d / "metrics.jsonl")]  # noqa: E731
     assert strip(tmp_path / "part") == strip(tmp_path / "full")
@@ -103,12 +109,23 @@ def test_online_detector_firing_is_an_alert_and_matches_the_replay() -> None:
     assert ev["t_grok"] is None and ev["lead"] is None
 
 
-def test_engine_emits_the_detector_alert(tiny: Config) -> None:
+def test_engine_emits_the_detector_alert(tiny: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's FSD is scripted to rise to a plateau (p tiny), so the online detector must fire, once,
+    and the engine must say so with one alert at that step, the same step a replay of its rows finds."""
     cfg = tiny.replace("metrics", metrics_every=1, n_perm=100).replace("train", max_steps=400, eval_every=10)
     events: list[Event] = []
-    engine = Engine(cfg, [events.append])
+    engine = Engine(cfg, sinks=[events.append])
+    original = engine.probe.measure
+
+    def scripted(params, logits, cache, step):  # noqa: ANN001, ANN202
+        result = original(params, logits, cache, step)
+        result.metrics.update(fsd=min(1.0, step / 200), fsd_p=0.001)
+        return result
+
+    monkeypatch.setattr(engine.probe, "measure", scripted)
     engine.run()
     alerts = [e for e in events if isinstance(e, Alert) and e.kind == "fsd_ceiling"]
     rows = [e.record() for e in events if isinstance(e, Evaluation)]
+    assert engine.t_fsd_online is not None and 200 < engine.t_fsd_online <= 320  # the plateau is flat by then
     assert engine.t_fsd_online == run_events(rows)["t_fsd_online"]
-    assert [a.step for a in alerts] == ([engine.t_fsd_online] if engine.t_fsd_online is not None else [])
+    assert [a.step for a in alerts] == [engine.t_fsd_online]

@@ -25,6 +25,8 @@ from grokmon.metrics.progress import (
     weight_norm,
 )
 
+pytestmark = pytest.mark.unit
+
 KEY = [2, 5, 7]
 
 
@@ -73,6 +75,21 @@ def test_restricted_keeps_and_excluded_removes_the_key_signal(op: str) -> None:
     assert ex == pytest.approx(math.log(n_classes), abs=1e-3)
     assert ex > 5 * full
     assert excluded_loss(logits, labels, basis, KEY, torch.nonzero(train)[:, 0]) == pytest.approx(ex)
+
+
+@pytest.mark.parametrize("op", ["mul", "div"])
+def test_the_cos_only_nyquist_key_is_kept_and_removed_too(op: str) -> None:
+    """mul/div at p = 23: q = 22, so k = 11 has a cos row only. A signal on k = 2 and the Nyquist k = 11
+    is kept whole by the restricted loss and removed whole by the excluded loss (ln 22 left)."""
+    p, key = 23, [2, 11]
+    basis = basis_for_op(op, p)
+    assert basis.rows(11) == [21]
+    logits, labels = known_logits(op, p, key)
+    full = _ce(logits, labels)
+    assert restricted_loss(logits, labels, basis, key) == pytest.approx(full, abs=1e-9)
+    assert restricted_loss(logits, labels, basis, [2]) > full + 0.1  # the Nyquist part matters
+    train = torch.rand(len(labels), generator=torch.Generator().manual_seed(0)) < 0.3
+    assert excluded_loss(logits, labels, basis, key, train) == pytest.approx(math.log(p - 1), abs=1e-3)
 
 
 def test_restricted_loss_drops_non_key_directions_and_ignores_pair_order() -> None:

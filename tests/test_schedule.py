@@ -11,12 +11,15 @@ from grokmon.config import Config
 from grokmon.engine import Engine
 from grokmon.errors import ConfigError
 from grokmon.events import Command, Evaluation, Event, Intervention
-from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint, read_jsonl
+from grokmon.rundir.writer import RunDir
+from grokmon.rundir.readers import checkpoints, load_checkpoint, read_jsonl
+
+pytestmark = pytest.mark.engine
 
 
 def _run(cfg: Config) -> list[Event]:
     events: list[Event] = []
-    Engine(cfg, [events.append]).run()
+    Engine(cfg, sinks=[events.append]).run()
     return events
 
 
@@ -46,7 +49,7 @@ class FiresAt:
 def test_fsd_schedule_fires_with_the_online_detector(tiny: Config) -> None:
     cfg = tiny.replace("metrics", metrics_every=1).replace("schedule", weight_decay="fsd", kappa=2.5)
     events: list[Event] = []
-    engine = Engine(cfg, [events.append])
+    engine = Engine(cfg, sinks=[events.append])
     engine.detector = FiresAt(60)  # type: ignore[assignment]
     engine.run()
     inter = [e for e in events if isinstance(e, Intervention)]
@@ -66,16 +69,16 @@ def test_scheduled_run_equals_a_fork_at_its_step_and_survives_resume(tiny: Confi
     cfg = tiny.replace("train", checkpoint_every=40, max_steps=120)
     sched = cfg.replace("schedule", weight_decay="step", at_step=80, kappa=2.0)
     full = RunDir(tmp_path / "sched")
-    Engine(sched, [full], checkpointer=full).run()
+    Engine(sched, sinks=[full], checkpointer=full).run()
     full.close()
 
     # A constant run to its checkpoint at 80, then a fork there with weight decay 2.
     base = RunDir(tmp_path / "fork")
-    Engine(cfg.replace("train", max_steps=80), [base], checkpointer=base).run()
+    Engine(cfg.replace("train", max_steps=80), sinks=[base], checkpointer=base).run()
     base.close()
     state = load_checkpoint(checkpoints(tmp_path / "fork")[80])
     branch = RunDir(tmp_path / "fork", resume_step=80)
-    engine = Engine(cfg, [branch], checkpointer=branch, resume_state=state)
+    engine = Engine(cfg, sinks=[branch], checkpointer=branch, resume_state=state)
     engine.commands.put(Command("set_weight_decay", 2.0, source="fork"))
     engine.run()
     branch.close()
@@ -84,7 +87,7 @@ def test_scheduled_run_equals_a_fork_at_its_step_and_survives_resume(tiny: Confi
     # Resuming the scheduled run from its checkpoint at the schedule's step applies it once, not twice.
     again = RunDir(tmp_path / "sched", resume_step=80)
     events: list[Event] = []
-    Engine(sched, [again, events.append], checkpointer=again,
+    Engine(sched, sinks=[again, events.append], checkpointer=again,
            resume_state=load_checkpoint(checkpoints(tmp_path / "sched")[80])).run()
     again.close()
     assert len([e for e in events if isinstance(e, Intervention)]) == 1

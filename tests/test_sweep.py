@@ -12,7 +12,9 @@ from conftest import run_cli
 from grokmon.config import load_config
 from grokmon.errors import ConfigError
 from grokmon.experiments.sweep import collect_sweep, parse_grid, parse_seeds, plan_sweep, run_name, sweep_markdown
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.readers import read_jsonl
+
+pytestmark = pytest.mark.integration
 
 
 def test_grid_and_seed_parsing() -> None:

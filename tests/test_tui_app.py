@@ -13,7 +13,9 @@ from grokmon.tui.fsd_plot import FsdPlot
 from grokmon.tui.loss_plot import LossPlot
 from grokmon.tui.spectrum_bars import SpectrumBars
 from grokmon.tui.time_plot import TimePlot
-from tui_fakes import FakeSource, metrics_row, record_notifications, screen_text
+from tui_fakes import FakeSource, metrics_row, record_notifications, screen_text, wait_for
+
+pytestmark = pytest.mark.unit
 
 SPECTRA = {"embed": [0.01] * 13 + [5.0] + [0.01] * 42, "unembed": [0.02] * 56}
 
@@ -62,6 +64,24 @@ async def test_source_is_started_once_and_panels_draw_scripted_rows() -> None:
         assert any("FSD ceiling detector fired" in line for line in log)
 
 
+async def test_the_status_bar_shows_the_lr_the_rows_carry_after_set_lr() -> None:
+    src = FakeSource()
+    app = GrokmonApp(src, redraw_interval=60)
+    async with app.run_test(size=(120, 40)) as pilot:
+        src.event("start", 0, device="cpu")
+        src.row(**metrics_row(0, lr=1e-4))  # the warm-up's first step
+        await wait_for(pilot, lambda: app.state.step == 0, "the first row")
+        app.redraw()
+        assert "lr 1e-4" in screen_text(app).splitlines()[1]
+        src.event("intervention", 100, name="lr", old=1e-3, new=2e-3, source="key:l")
+        src.row(**metrics_row(100, lr=1e-3))  # evaluated before the change
+        src.row(**metrics_row(200, lr=2e-3))
+        await wait_for(pilot, lambda: app.state.step == 200, "the rows")
+        app.redraw()
+        assert "lr 2e-3" in screen_text(app).splitlines()[1]
+        assert any("lr 1e-3 -> 2e-3 (key:l)" in line for line in app.query_one(EventLog).lines_text)
+
+
 async def test_plots_redraw_on_the_timer_not_per_message_and_only_on_change() -> None:
     src = FakeSource()
     app = GrokmonApp(src, redraw_interval=60)
@@ -83,8 +103,7 @@ async def test_the_redraw_timer_picks_up_rows_by_itself() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         src.row(**metrics_row(0))
         src.row(**metrics_row(100))
-        await pilot.pause(0.3)
-        assert "step 100/10000" in screen_text(app)
+        await wait_for(pilot, lambda: "step 100/10000" in screen_text(app), "a timer redraw", delay=0.05)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (60, 16), (40, 10)])
@@ -145,9 +164,9 @@ async def test_a_failure_is_notified_logged_and_shown_and_the_app_stays_open() -
         text = screen_text(app)
         assert "FAILED" in text.splitlines()[0] and "error: RuntimeError: CUDA out of memory [b=3]" in text
         await pilot.press("w")
-        await pilot.pause(0.05)
+        await wait_for(pilot, lambda: any("failed" in message and severity == "warning" for message, severity in seen),
+                       "the key's refusal")
         assert app.is_running and src.sent == []
-        assert any("failed" in message and severity == "warning" for message, severity in seen)
 
 
 async def test_event_log_lists_alerts_checkpoints_and_finish() -> None:

@@ -1,6 +1,9 @@
 """The app on real runs: training in the app's worker, and watching a run trained by another process."""
 
+
 from __future__ import annotations
+
+import pytest
 
 import asyncio
 import json
@@ -9,12 +12,13 @@ from pathlib import Path
 
 from conftest import write_tiny_profile
 from grokmon.config import load_config
-from grokmon.engine import Engine
-from grokmon.sinks.follow import ControlFile
-from grokmon.sinks.rundir import RunDir, read_jsonl
+from grokmon.rundir.readers import read_jsonl
+from grokmon.session import RunSession
 from grokmon.tui.app import GrokmonApp
 from grokmon.tui.source import LiveSource, WatchSource
 from test_cli import _start
+
+pytestmark = pytest.mark.integration
 
 
 async def _until(pilot, condition, timeout: float = 120.0) -> None:
@@ -27,10 +31,9 @@ async def _until(pilot, condition, timeout: float = 120.0) -> None:
 async def test_quick_profile_in_the_app_w_doubles_weight_decay(tmp_path: Path) -> None:
     cfg = load_config("quick", ["train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=2",
                                 "metrics.n_perm=200"])
-    run = RunDir(tmp_path / "run")
-    engine = Engine(cfg, checkpointer=run)
-    engine.command_sources = [ControlFile(run.path)]
-    source = LiveSource(engine, run)
+    session = RunSession.new(cfg, tmp_path / "run")
+    source = LiveSource(session)
+    run = session.rundir
     app = GrokmonApp(source)
     async with app.run_test(size=(120, 40)) as pilot:
         rows = lambda: read_jsonl(run.path / "metrics.jsonl")  # noqa: E731
@@ -39,7 +42,6 @@ async def test_quick_profile_in_the_app_w_doubles_weight_decay(tmp_path: Path) -
         await _until(pilot, lambda: any(e["type"] == "intervention" for e in read_jsonl(run.path / "events.jsonl")))
         await pilot.press("q")
         await _until(pilot, lambda: source.result is not None)
-    run.close()
     events = read_jsonl(run.path / "events.jsonl")
     wd = [e for e in events if e["type"] == "intervention" and e["name"] == "weight_decay"]
     assert len(wd) == 1 and (wd[0]["old"], wd[0]["new"]) == (1.0, 2.0) and wd[0]["source"] == "key:w"
@@ -84,8 +86,9 @@ async def test_watch_steers_a_headless_run_in_another_process(tmp_path: Path) ->
 
 async def test_a_crash_in_the_training_thread_shows_and_keeps_the_app_open(tmp_path: Path) -> None:
     cfg = load_config("quick", ["train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=0"])
-    run = RunDir(tmp_path / "run")
-    engine = Engine(cfg, checkpointer=run)
+    session = RunSession.new(cfg, tmp_path / "run")
+    source = LiveSource(session)
+    run, engine = session.rundir, session.engine
     original = engine.train_step
 
     def explode():
@@ -94,7 +97,6 @@ async def test_a_crash_in_the_training_thread_shows_and_keeps_the_app_open(tmp_p
         return original()
 
     engine.train_step = explode  # type: ignore[method-assign]
-    source = LiveSource(engine, run)
     app = GrokmonApp(source)
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: source.result is not None)
@@ -102,6 +104,5 @@ async def test_a_crash_in_the_training_thread_shows_and_keeps_the_app_open(tmp_p
         assert app.is_running  # still open, so the user can read what happened
         assert app.state.status == "failed" and "illegal memory access" in (app.state.error or "")
         await pilot.press("q")
-    run.close()
     assert "illegal memory access" in (run.path / "error.log").read_text()
     assert json.loads((run.path / "summary.json").read_text())["status"] == "failed"

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import write_tiny_profile
-from grokmon.sinks.rundir import read_jsonl
+from grokmon.rundir.readers import read_jsonl
+
+pytestmark = pytest.mark.integration
 
 
 def _drain(fd: int) -> None:

@@ -1,4 +1,5 @@
-"""RunState and the plot-data helpers, without Textual: folding rows and events, resumes, bounds."""
+"""RunState and the plot-data helpers, without Textual: folding rows and events, resumes, bounds, and the
+registry-driven parts (hyperparameter values, markers and their tags, log lines, the value parser)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import math
 import numpy as np
 import pytest
 
+from grokmon import interventions
 from grokmon.events import Command
+from grokmon.tui.event_log import describe_event
 from grokmon.tui.series import Ema, downsample_indices, format_value, log10_masked, log_ticks, step_ticks
-from grokmon.tui.state import RunState
-from grokmon.tui.wd_modal import parse_weight_decay
+from grokmon.tui.state import Marker, RunState, short_name
+from grokmon.tui.value_modal import parse_value
 from tui_fakes import CONFIG, metrics_row
+
+pytestmark = pytest.mark.unit
 
 
 def ev(type_: str, step: int, **fields: object) -> dict[str, object]:
@@ -21,9 +26,9 @@ def ev(type_: str, step: int, **fields: object) -> dict[str, object]:
 def test_config_sets_factor_alpha_max_steps_and_initial_hyperparameters() -> None:
     s = RunState({**CONFIG, "run": {"wd_factor": 3.0}, "metrics": {"alpha": 0.01}})
     assert (s.wd_factor, s.alpha, s.max_steps) == (3.0, 0.01, 10000)
-    assert (s.weight_decay, s.lr) == (1.0, 1e-3)
+    assert (s.value("weight_decay"), s.value("lr")) == (1.0, 1e-3)
     assert s.status == "waiting"
-    assert RunState().wd_factor == 2.0 and RunState().weight_decay is None
+    assert RunState().wd_factor == 2.0 and RunState().value("weight_decay") is None
 
 
 def test_rows_become_columns_with_t_grok_steps_per_s_and_elapsed() -> None:
@@ -59,32 +64,77 @@ def test_an_intervention_sets_weight_decay_and_an_older_row_does_not_undo_it() -
     s = RunState(CONFIG)
     s.ingest_row(metrics_row(1000, wd=1.0))
     s.ingest_event(ev("intervention", 1050, name="weight_decay", old=1.0, new=2.0, source="key:w"))
-    assert s.weight_decay == 2.0
+    assert s.value("weight_decay") == 2.0
     s.ingest_row(metrics_row(1000 + 0, wd=1.0, step_note=1))  # same step again: replaced, still old wd
-    assert s.weight_decay == 2.0
+    assert s.value("weight_decay") == 2.0
     s.ingest_row(metrics_row(1100, wd=2.0))
-    assert s.weight_decay == 2.0
-    assert [(m.step, m.kind) for m in s.markers()] == [(1050, "intervention")]
+    assert s.value("weight_decay") == 2.0
+    assert s.markers() == [Marker(1050, "intervention", "weight_decay 2", "w")]
 
 
-def test_pending_weight_decay_and_pause_clear_when_acknowledged_or_rejected() -> None:
+def test_lr_follows_the_rows_and_set_lr_and_keys_scale_the_rate_that_was_set() -> None:
+    s = RunState(CONFIG)  # optim.lr 1e-3
+    s.ingest_row(metrics_row(0, lr=1e-4))  # the warm-up's first step: the rows carry the scaled rate
+    assert s.value("lr") == 1e-4 and s.target("lr") == 1e-3  # a key scales the base rate set_lr sets
+    s.ingest_row(metrics_row(100, lr=1e-3))
+    s.ingest_event(ev("intervention", 200, name="lr", old=1e-3, new=4e-3, source="key:l"))
+    assert s.value("lr") == 4e-3 and s.target("lr") == 4e-3
+    s.ingest_row(metrics_row(200, lr=1e-3))  # evaluated before the change at its step
+    assert s.value("lr") == 4e-3
+    s.ingest_row(metrics_row(300, lr=4e-3))  # the row after the intervention carries the new value
+    s.ingest_row(metrics_row(400, lr=3e-3))  # whatever the rows say from then on is what is shown
+    assert s.value("lr") == 3e-3
+    assert s.markers() == [Marker(200, "intervention", "lr 0.004", "l")]
+    s.ingest_event(ev("resume", 100))  # from a checkpoint before the change: the base rate is the config's
+    assert s.target("lr") == 1e-3 and s.markers() == []
+
+
+def test_markers_labels_and_tags_come_from_the_registry() -> None:
+    s = RunState(CONFIG)
+    for name, new in (("weight_decay", 2.0), ("lr", 2e-3), ("pause", None), ("checkpoint", None)):
+        s.ingest_event(ev("intervention", 100, name=name, old=None, new=new))
+    tagged = {row.name: row.marker for row in interventions.REGISTRY if row.marker}
+    assert [(m.label.split()[0], m.tag) for m in s.markers()] == [("weight_decay", tagged["weight_decay"]),
+                                                                  ("lr", tagged["lr"])]
+
+
+def test_event_log_lines_are_the_registry_rows_words() -> None:
+    lines = [describe_event(ev("intervention", 5, name=name, old=old, new=new, source=source))[0]
+             for name, old, new, source in (("lr", 1e-3, 2e-3, "key:l"), ("weight_decay", 1.0, 0.5, ""),
+                                            ("pause", None, None, "key:p"), ("stop", None, None, "signal:SIGTERM"),
+                                            ("mystery", None, None, "api"))]
+    assert lines == ["lr 1e-3 -> 2e-3 (key:l)", "weight_decay 1 -> 0.5", "paused (key:p)",
+                     "stop requested (signal:SIGTERM)", "mystery (api)"]
+
+
+def test_pending_values_and_pause_clear_when_acknowledged_or_rejected() -> None:
     s = RunState(CONFIG)
     s.request(Command("set_weight_decay", 2.0, source="key:w"))
     s.request(Command("set_weight_decay", 4.0, source="key:w"))
-    assert s.target_weight_decay == 4.0 and s.weight_decay == 1.0
+    s.request(Command("set_lr", 2e-3, source="key:l"))
+    assert s.target("weight_decay") == 4.0 and s.value("weight_decay") == 1.0
+    assert s.pending("lr") == 2e-3 and s.target("lr") == 2e-3 and s.value("lr") == 1e-3
     s.ingest_event(ev("intervention", 10, name="weight_decay", old=1.0, new=2.0))
-    assert s.pending_weight_decay == 4.0  # the second request is still on its way
+    assert s.pending("weight_decay") == 4.0  # the second request is still on its way
     s.ingest_event(ev("intervention", 10, name="weight_decay", old=2.0, new=4.0))
-    assert s.pending_weight_decay is None and s.weight_decay == 4.0
+    assert s.pending("weight_decay") is None and s.value("weight_decay") == 4.0
+    assert s.pending("lr") == 2e-3  # each hyperparameter's request is its own
+    s.ingest_event(ev("intervention", 10, name="lr", old=1e-3, new=2e-3))
+    assert s.pending("lr") is None and s.value("lr") == 2e-3
     s.request(Command("pause", source="key:p"))
     assert s.target_paused and not s.paused
     s.ingest_event(ev("intervention", 11, name="pause"))
     assert s.paused and s.status == "paused" and s.pending_pause is None
     s.request(Command("set_weight_decay", 8.0))
+    s.request(Command("set_lr", 1e-2))
     s.ingest_event(ev("alert", 11, kind="command_rejected", message="bad line"))
-    assert s.pending_weight_decay is None
+    assert s.pending("weight_decay") is None and s.pending("lr") is None
     s.ingest_event(ev("intervention", 11, name="resume"))
     assert not s.paused and s.status == "running"
+
+
+def test_short_names_for_the_status_bar_and_footer() -> None:
+    assert [short_name(n) for n in ("weight_decay", "lr", "attn_dropout", "x")] == ["wd", "lr", "ad", "x"]
 
 
 def test_fsd_alert_grok_markers_finish_and_failure() -> None:
@@ -156,11 +206,16 @@ def test_log_helpers_mask_non_positive_and_label_decades() -> None:
     assert [format_value(v) for v in (None, 0.0, 0.25, 1e-4, 2.0, math.nan)] == ["-", "0", "0.25", "1e-4", "2", "-"]
 
 
-@pytest.mark.parametrize("text,ok", [("0.5", True), ("0", True), ("1e-3", True), (" 2 ", True), ("", False),
-                                     ("abc", False), ("-1", False), ("nan", False), ("inf", False)])
-def test_weight_decay_input_is_a_finite_number_at_least_zero(text: str, ok: bool) -> None:
-    value, error = parse_weight_decay(text)
+@pytest.mark.parametrize("kind,text,ok", [
+    ("set_weight_decay", "0.5", True), ("set_weight_decay", "0", True), ("set_weight_decay", "1e-3", True),
+    ("set_weight_decay", " 2 ", True), ("set_weight_decay", "", False), ("set_weight_decay", "abc", False),
+    ("set_weight_decay", "-1", False), ("set_weight_decay", "nan", False), ("set_weight_decay", "inf", False),
+    ("set_weight_decay", "1e5", False), ("set_lr", "1e-3", True), ("set_lr", "0", False), ("set_lr", "11", False)])
+def test_typed_values_are_checked_against_the_rows_range_and_the_error_names_it(kind: str, text: str, ok: bool) -> None:
+    row = interventions.BY_KIND[kind]
+    value, error = parse_value(text, row)
     assert (value is not None) == ok and (error == "") == ok
+    assert ok or str(row.values) in error
 
 
 def test_schedule_note_says_what_the_schedule_will_do_then_when_it_did() -> None:

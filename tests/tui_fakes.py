@@ -4,12 +4,19 @@ on demand, so Pilot tests drive the app without training anything."""
 from __future__ import annotations
 
 import asyncio
+import io
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from rich.console import Console, ConsoleRenderable
+from rich.text import Text
+from textual.content import Content
+from textual.widgets import Static
 
 from grokmon.events import Command
+from grokmon.tui.event_log import EventLog
 from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
 
 CONFIG: dict[str, Any] = {
@@ -89,8 +96,55 @@ def metrics_row(step: int, *, wd: float = 1.0, lr: float = 1e-3, probe: bool = F
 
 
 def screen_text(app: Any) -> str:
-    """The current screen as plain text (what a user would read)."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+    """The current screen as plain text, close to what a user reads: every displayed widget's content painted
+    at its region, parents first so children draw over them, with border titles on the top row. Uses only
+    public widget APIs (region, content_region, border_title, Static.content, render())."""
+    width, height = app.size
+    grid = [[" "] * width for _ in range(height)]
+
+    def put(x: int, y: int, text: str, room: int) -> None:
+        if 0 <= y < height:
+            for i, ch in enumerate(text[: max(0, min(room, width - x))]):
+                grid[y][x + i] = ch
+
+    for widget in app.screen.query("*"):
+        region, content = widget.region, widget.content_region
+        if not widget.display or not region.area:
+            continue
+        for i, line in enumerate(_lines(widget, content.width)[: content.height]):
+            put(content.x, content.y + i, line, content.width)
+        if widget.border_title:
+            put(region.x + 1, region.y, Content.from_markup(widget.border_title).plain, region.width - 2)
+    return "\n".join("".join(row) for row in grid)
+
+
+def _lines(widget: Any, width: int) -> list[str]:
+    """A widget's content as plain lines, folded at `width` the way the status bar folds."""
+    if isinstance(widget, EventLog):
+        return widget.lines_text[-widget.content_region.height:]
+    # A Static's own content when it is a rich object (render() wraps those); a string is parsed as markup
+    # or not per widget, so its render() is the text shown.
+    visual = widget.content if isinstance(widget, Static) and not isinstance(widget.content, str) else widget.render()
+    if isinstance(visual, (Content, Text)):
+        raw = visual.plain.split("\n")
+    elif isinstance(visual, ConsoleRenderable):  # a rich renderable, e.g. the help screen's table
+        console = Console(width=max(1, width), file=io.StringIO(), color_system=None, legacy_windows=False)
+        console.print(visual)
+        raw = console.file.getvalue().rstrip("\n").split("\n")  # type: ignore[attr-defined]
+    else:  # containers (Blank): nothing of their own
+        return []
+    return [line[i: i + width] for line in raw for i in range(0, max(1, len(line)), max(1, width))]
+
+
+async def wait_for(pilot: Any, predicate: Callable[[], object], what: str = "the condition", tries: int = 50,
+                   delay: float | None = None) -> None:
+    """Let the app process messages until `predicate()` holds; fail after `tries` rounds, saying what.
+    `delay` (seconds per round) is for conditions a timer brings about, so the rounds span its interval."""
+    for _ in range(tries):
+        if predicate():
+            return
+        await pilot.pause(delay)
+    assert predicate(), f"timed out waiting for {what}"
 
 
 def record_notifications(app: Any) -> list[tuple[str, str]]:

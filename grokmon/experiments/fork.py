@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from grokmon.config import Config, config_from_json
+from grokmon.config import Config
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, final_status, read_json, run_jobs, running_line
+from grokmon.experiments.jobs import JobResult, RunJob, final_status, run_jobs, running_line
+from grokmon.interventions import REPLAY_BLOCKERS
 from grokmon.metrics.forkfit import (
     DIP_STEPS, PRE_FORK_STEPS, branch_stability, coefficient_of_variation, fit_inverse, spec_stability,
 )
-from grokmon.metrics.grokking import GROKKED, crossing_step
+from grokmon.metrics.grokking import t_grok_of
+from grokmon.metrics.runs import run_events
+from grokmon.rundir import layout
+from grokmon.rundir.readers import checkpoints, load_checkpoint, read_config, read_events, read_json, read_rows
+from grokmon.rundir.writer import write_json_atomic
 
 DEFAULT_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 FORK_POINT = "fork_point.pt"
@@ -89,15 +94,13 @@ def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], ste
     import torch
 
     from grokmon.engine import Engine
-    from grokmon.sinks.rundir import checkpoints, load_checkpoint, read_jsonl
 
     found = checkpoints(run_dir)
     if step in found:
         return found[step]
     target = out / FORK_POINT
     if target.is_file():
-        saved = load_checkpoint(target)
-        if int(saved.get("step", -1)) == step:
+        if load_checkpoint(target).step == step:
             return target
     earlier = [s for s in found if s < step]
     if not earlier:
@@ -105,9 +108,8 @@ def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], ste
     base = max(earlier)
     # A checkpoint holds the state before that step's commands; the replay applies none, so a change of
     # weight decay or lr in [base, step) cannot be replayed: refuse rather than fork from a different state.
-    changed = [e for e in read_jsonl(run_dir / "events.jsonl") if e.get("type") == "intervention"
-               and e.get("name") in ("weight_decay", "lr") and isinstance(e.get("step"), int)
-               and base <= e["step"] < step]
+    changed = [e for e in read_events(run_dir) if e["type"] == "intervention"
+               and e.get("name") in REPLAY_BLOCKERS and base <= e["step"] < step]
     if changed:
         e = changed[0]
         raise ConfigError(f"{e['name']} changed at step {e['step']} ({e.get('source')}), after the last checkpoint "
@@ -121,18 +123,18 @@ def fork_point_state(run_dir: Path, cfg: Config, rows: list[dict[str, Any]], ste
     if result.status != "completed" or engine.step != step:
         raise ConfigError(f"could not replay from step {base} to {step}: {result.status} {result.error}",
                           source=str(run_dir))
-    state = engine.state()
     # The replay ran without the probe: the FSD history and t_grok come from the run's own rows.
-    state["fsd_history"] = [[r["step"], r["fsd"], r["fsd_p"]] for r in rows
-                            if r["step"] < step and isinstance(r.get("fsd"), (int, float))
-                            and isinstance(r.get("fsd_p"), (int, float))]
-    t_grok = crossing_step([r["step"] for r in rows if r["step"] < step],
-                           [r.get("val_acc", 0.0) for r in rows if r["step"] < step], GROKKED)
-    state["t_grok"] = -1 if t_grok is None else t_grok
-    state["wall_s"] = float(next((r["wall_s"] for r in rows if r["step"] == step), state["wall_s"]))
+    before = [r for r in rows if r["step"] < step]
+    state = engine.state().replace(
+        fsd_history=tuple((r["step"], float(r["fsd"]), float(r["fsd_p"])) for r in before
+                          if isinstance(r.get("fsd"), (int, float)) and isinstance(r.get("fsd_p"), (int, float))),
+        t_grok=t_grok_of([r["step"] for r in before], [r.get("val_acc") or 0.0 for r in before]),
+        wall_s=float(next((r["wall_s"] for r in rows if r["step"] == step and isinstance(r.get("wall_s"), (int, float))),
+                          engine.wall_s)),
+    )
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (FORK_POINT + ".tmp")
-    torch.save(state, tmp)
+    torch.save(state.to_dict(), tmp)
     os.replace(tmp, target)
     return target
 
@@ -154,7 +156,7 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
     evals = [r for r in rows if isinstance(r.get("val_acc"), (int, float))]
     after = [r for r in evals if r["step"] >= fork_step]
     before = [r for r in evals if r["step"] <= fork_step]
-    t_grok = crossing_step([r["step"] for r in after], [r["val_acc"] for r in after], GROKKED)
+    t_grok = t_grok_of([r["step"] for r in after], [r["val_acc"] for r in after])
     later = [r for r in after if r["step"] > fork_step]
     col = lambda rs, k: [r[k] for r in rs]  # noqa: E731
     fork_loss = before[-1]["train_loss"] if before else float("nan")  # the last look before the fork
@@ -204,13 +206,11 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
               eval_every: int | None = None, after_grok: int = 500, max_steps: int | None = None,
               threads: int = 0) -> tuple[dict[str, Any], list[RunJob], Config]:
     """Check the inputs and build the branch jobs (and the fork point state). No branch trains here."""
-    from grokmon.sinks.rundir import is_run_dir, read_jsonl, run_events
-
-    if not is_run_dir(run_dir):
+    if not layout.is_run_dir(run_dir):
         raise ConfigError("not a grokmon run directory (no config.json)", source=str(run_dir))
     run_dir = run_dir.resolve()  # fork.json's paths work from any directory
-    cfg = config_from_json(run_dir / "config.json")
-    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if isinstance(r.get("step"), int)]
+    cfg = read_config(run_dir)
+    rows = read_rows(run_dir)
     if not rows:
         raise ConfigError("has no evaluations yet (metrics.jsonl is empty)", source=str(run_dir))
     events = run_events(rows, cfg.metrics.alpha)
@@ -235,7 +235,13 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
         raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}",
                           source="--max-steps")
     bcfg = branch_config(cfg, eval_every=eval_every, after_grok=after_grok, max_steps=max_steps)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".grokmon-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the fork directory: {e.strerror or e}", source=str(out)) from None
     state = fork_point_state(run_dir, cfg, rows, point.step, out)
     plan["fork_state"] = str(state)
     jobs = [RunJob(name=branch_name(w), run_dir=str(out / branch_name(w)), config=bcfg.to_dict(),
@@ -246,12 +252,10 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
 
 def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence[JobResult]) -> dict[str, Any]:
     """fork.json's content: the plan, one line per branch and the fit."""
-    from grokmon.sinks.rundir import read_jsonl
-
     status = {r.name: r.status for r in results}
     branches = []
     for job, wd in zip(jobs, plan["weight_decays"]):
-        rows = [r for r in read_jsonl(Path(job.run_dir) / "metrics.jsonl") if isinstance(r.get("step"), int)]
+        rows = read_rows(Path(job.run_dir))
         line = analyse_branch(plan["fork_step"], wd, rows)
         line.update(name=job.name, run_dir=job.run_dir, status=final_status(status.get(job.name), Path(job.run_dir)))
         branches.append(line)
@@ -285,8 +289,6 @@ def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, ou
 
 
 def write_fork(out_dir: Path, report: dict[str, Any]) -> None:
-    from grokmon.sinks.rundir import write_json_atomic
-
     write_json_atomic(out_dir / "fork.json", report)
     tmp = out_dir / "fork.md.tmp"
     tmp.write_text(fork_markdown(report))
@@ -333,7 +335,7 @@ def fit_lines(report: dict[str, Any]) -> str:
 
 
 def fork_markdown(report: dict[str, Any]) -> str:
-    from grokmon.tui.fork_plot import fork_plot
+    from grokmon.plots import fork_plot
 
     parent = report["parent"]
     plot = fork_plot(report, width=72, height=18, color=False)

@@ -7,8 +7,6 @@ machine boundaries. Re-running the same jobs skips finished runs and resumes int
 
 from __future__ import annotations
 
-import fcntl
-import json
 import multiprocessing as mp
 import os
 import queue
@@ -21,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from grokmon.errors import ConfigError
+from grokmon.rundir import layout
+from grokmon.rundir.lock import RunBusy
+from grokmon.rundir.readers import last_row
+from grokmon.rundir.readers import read_summary as rundir_summary
 
-HISTORY_FILES = ("metrics.jsonl", "spectra.jsonl", "events.jsonl")
-LOCK_FILE = ".lock"  # held (flock) by the process training the run
 DEAD_GRACE_S = 5.0  # how long a worker that exited may take to deliver its result
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _early_stop: list[int] = []  # stop signals a worker process got before its run could take them
@@ -54,17 +54,8 @@ class JobResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None if it is missing, unreadable or not an object."""
-    try:
-        out = json.loads(Path(path).read_text())
-        return out if isinstance(out, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(Path(run_dir) / "summary.json")
+    return rundir_summary(run_dir)
 
 
 def skipped_done(job: "RunJob") -> "JobResult":
@@ -92,99 +83,42 @@ def is_done(run_dir: Path) -> bool:
 
 
 def run_job(job: RunJob, *, handle_signals: bool = True) -> JobResult:
-    """Run (or finish) one job's run directory. SIGINT/SIGTERM/SIGHUP stop it cleanly at a step boundary."""
+    """Run (or finish) one job's run directory through a RunSession, which holds the directory's writer lock:
+    two `grokmon fork`/`sweep` on one directory share the work instead of training a run twice. The first
+    SIGINT/SIGTERM/SIGHUP stops it cleanly at a step boundary, a second at once (the session's policy)."""
     run_dir = Path(job.run_dir)
     if is_done(run_dir):
         return skipped_done(job)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK_FILE, "a+") as lock:
-        try:  # two `grokmon fork`/`sweep` on one directory share the work instead of training a run twice
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return JobResult(job.name, job.run_dir, "busy", error="another process is training it")
-        try:
-            return _run_locked(job, run_dir, handle_signals)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return _run_locked(job, run_dir, handle_signals)
 
 
 def _run_locked(job: RunJob, run_dir: Path, handle_signals: bool) -> JobResult:
     import torch
 
     from grokmon.config import from_dict
-    from grokmon.engine import Engine
     from grokmon.events import Command
-    from grokmon.sinks.follow import ControlFile
-    from grokmon.sinks.rundir import RunDir, checkpoints, load_checkpoint
+    from grokmon.session import RunSession
 
-    if is_done(run_dir):  # finished by another process while we waited for the lock
-        return skipped_done(job)
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     cfg = from_dict(job.config, source=f"{job.name} config", profile=str(job.config.get("profile", "custom")))
-    own = checkpoints(run_dir)
-    commands: list[Command] = []
-    if own:  # interrupted earlier: continue from this run's own last checkpoint
-        state = load_checkpoint(max(own.items())[1])
-    elif job.start_state is not None:
-        state = load_checkpoint(Path(job.start_state))
-        _copy_history(job.history_from, run_dir, int(state["step"]))
-        commands = [Command(kind, value, source=source) for kind, value, source in job.start_commands]
-    else:
-        state = None
-        for path in run_dir.iterdir():  # a run that died before its first checkpoint: start it again
-            if path.name != LOCK_FILE:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    engine = Engine(cfg, resume_state=state)
-    for cmd in commands:
-        engine.commands.put(cmd)
-    run = RunDir(run_dir, resume_step=int(state["step"]) if state is not None else None)
-    engine.checkpointer = run
-    engine.sinks = [run]
-    engine.command_sources = [ControlFile(run_dir)]
-    seen: list[int] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if not seen:  # later signals (the terminal's Ctrl-C and the parent's forward) change nothing
-            engine.commands.put(Command("stop", source=f"signal:{signal.Signals(signum).name}"))
-        seen.append(signum)
-
-    previous = {}
-    if handle_signals:
-        try:
-            previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
-        except ValueError:  # not the main thread (some Ray workers): stop via control.jsonl only
-            previous = {}
-    if _early_stop:  # Ctrl-C reached this worker while it was starting: stop at the first step boundary
-        on_signal(_early_stop[0], None)
-    t0 = time.perf_counter()
     try:
-        result = engine.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        run.close()
+        session = RunSession.branch(
+            cfg, run_dir, start=Path(job.start_state) if job.start_state else None,
+            commands=[Command(kind, value, source=source) for kind, value, source in job.start_commands],
+            history_from=Path(job.history_from) if job.history_from else None)
+    except RunBusy as e:
+        return JobResult(job.name, job.run_dir, "busy", error=str(e))
+    if session.finished_before:  # finished by another process before we took the lock
+        session.release()
+        return skipped_done(job)
+    session.open()
+    if _early_stop:  # a stop signal reached this worker while it was starting: stop at the first boundary
+        session.engine.request_stop(signal.Signals(_early_stop[0]).name)
+    t0 = time.perf_counter()
+    result = session.run(handle_signals=handle_signals)
     return JobResult(job.name, job.run_dir, result.status, result.t_grok, time.perf_counter() - t0,
                      error=result.error, summary=read_summary(run_dir) or {})
-
-
-def _copy_history(source: str | None, run_dir: Path, step: int) -> None:
-    """Start a branch's files with its parent's rows from before the fork, so its curves are whole."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in HISTORY_FILES:
-        lines = []
-        path = Path(source) / name if source else None
-        if path is not None and path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a partial last line
-                if not (isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < step):
-                    continue
-                if row.get("type") != "checkpoint":  # the parent's checkpoints are not in this directory
-                    lines.append(line + "\n")
-        (run_dir / name).write_text("".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +151,7 @@ def running_line(jobs: Sequence[RunJob]) -> str:
     """'running: wd_1 step 2400 val_acc 0.31, wd_2 step 2380 val_acc 0.52' from each run's last row."""
     parts = []
     for job in jobs:
-        row = _last_row(Path(job.run_dir) / "metrics.jsonl")
+        row = last_row(Path(job.run_dir) / layout.METRICS)
         if row is None:
             parts.append(f"{job.name} starting")
         else:
@@ -225,27 +159,11 @@ def running_line(jobs: Sequence[RunJob]) -> str:
     return "running: " + ", ".join(parts)
 
 
-def _last_row(path: Path) -> dict[str, Any] | None:
-    """The last complete line of a JSONL file, reading only its tail."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 65536))
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            return row
-    return None
-
-
 def _worker(job_dict: dict[str, Any], out: Any) -> None:
     """Entry point of one spawned process: the job's result (or its crash) goes back on the queue."""
+    # Its own process group: the terminal's Ctrl-C reaches the parent only, which forwards one SIGTERM per
+    # signal it gets (so one Ctrl-C is one signal here, not two).
+    os.setpgid(0, 0)
     # Until the run installs its own handlers, and after it restores these, a stop signal is only noted:
     # the default action would kill the process before its result (or its checkpoint) is written.
     for s in _STOP_SIGNALS:
@@ -261,7 +179,7 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
                    on_tick: Callable[[list[RunJob]], None] | None, tick_s: float) -> list[JobResult]:
     """At most n_jobs spawned processes at a time (also for one: the parent stays free to report). A stop
     signal is forwarded to every running job (each stops cleanly with a checkpoint) and no new job starts;
-    a second one kills them."""
+    a second is forwarded too (each stops at once), a third kills them."""
     ctx = mp.get_context("spawn")  # fork() after torch has started its thread pools can hang
     out = ctx.Queue()
     pending = list(jobs)
@@ -272,8 +190,8 @@ def _run_processes(jobs: Sequence[RunJob], n_jobs: int, on_done: Callable[[JobRe
     def on_signal(signum: int, frame: Any) -> None:
         stopping.append(signum)
         for proc in running.values():
-            try:
-                if len(stopping) > 1:
+            try:  # each forward is one signal to the worker: the first stops it cleanly, a second at once
+                if len(stopping) > 2:
                     proc.kill()
                 else:
                     os.kill(proc.pid, signal.SIGTERM)
@@ -341,7 +259,7 @@ def _ray_task(job_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes
         root = scratch / "run"
         ckpts = sorted((root / "checkpoints").glob("step_*.pt"))
         for path in root.rglob("*"):
-            if path.is_file() and path.name != LOCK_FILE and (path.parent.name != "checkpoints" or path == ckpts[-1]):
+            if path.is_file() and path.name not in (layout.LOCK, layout.OWNER) and (path.parent.name != "checkpoints" or path == ckpts[-1]):
                 files[str(path.relative_to(root))] = path.read_bytes()
         return result, files
     finally:

@@ -12,7 +12,9 @@ from typing import Any, Callable, Sequence
 
 from grokmon.config import Config, apply_overrides, load_config
 from grokmon.errors import ConfigError
-from grokmon.experiments.jobs import JobResult, RunJob, final_status, read_json, read_summary, run_jobs, running_line
+from grokmon.experiments.jobs import JobResult, RunJob, final_status, read_summary, run_jobs, running_line
+from grokmon.rundir.readers import read_json
+from grokmon.rundir.writer import write_json_atomic
 from grokmon.metrics.grokking import sign_test
 
 SEED_KEYS = ("task.seed", "model.seed", "train.seed")  # "seed s" sets the split, the init and the batch order
@@ -26,6 +28,7 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
             raise ConfigError(f"expected section.key=v1,v2,..., got {item!r}", source="--grid")
         key, text = (s.strip() for s in item.split("=", 1))
         values = [v.strip() for v in text.split(",") if v.strip()]
+        values = list(dict.fromkeys(values))  # a repeated value is one run (run_sweep says so)
         if not values:
             raise ConfigError(f"expected at least one value, got {item!r}", source="--grid", key=key)
         if key in SEED_KEYS:
@@ -112,9 +115,11 @@ def sweep_markdown(report: dict[str, Any]) -> str:
 def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, out: Path | None,
               overrides: Sequence[str] = (), n_jobs: int = 1, backend: str = "local", address: str | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    from grokmon.sinks.rundir import write_json_atomic
-
     grid = parse_grid(grid_items)
+    for item, (key, values) in zip(grid_items, grid):
+        given = [v.strip() for v in item.split("=", 1)[1].split(",") if v.strip()]
+        if len(given) != len(values):
+            log(f"grokmon: --grid {key}: duplicate values dropped; sweeping {', '.join(values)}")
     cpus = os.cpu_count() or 1
     threads = max(1, cpus // n_jobs) if (n_jobs > 1 and backend == "local") else (1 if backend == "ray" else 0)
     base = load_config(profile, list(overrides))
@@ -128,8 +133,11 @@ def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, 
                             or old.get("profile") != header["profile"] or old.get("overrides") != header["overrides"]):
         raise ConfigError("already holds a different sweep (profile, grid, seeds or --set differ); "
                           "choose another --out", source=str(sweep_dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(sweep_dir / "sweep.json", collect_sweep(header, jobs, meta, []))  # the plan, before any run
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(sweep_dir / "sweep.json", collect_sweep(header, jobs, meta, []))  # the plan, before any run
+    except OSError as e:
+        raise ConfigError(f"cannot write the sweep directory: {e.strerror or e}", source=str(sweep_dir)) from None
     log(f"sweep of {base.profile}: {len(jobs)} runs in {sweep_dir} ({backend}"
         + (f", {n_jobs} at a time" if backend == "local" else "") + ")")
     done = [0]

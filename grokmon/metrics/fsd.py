@@ -18,8 +18,8 @@ class FSDResult:
     fsd: float  # (S - mu0) / (1 - mu0); 0.0 when 1 - mu0 ~ 0
     p_value: float  # (1 + #{S_null >= S}) / (n_perm + 1)
     z: float  # (S - mu0) / sd0; 0.0 when sd0 ~ 0
-    s: float  # the observed statistic
-    mu0: float  # null mean
+    s: float  # the observed statistic (mu0 when the output spectrum is flat: no information)
+    mu0: float  # the null's exact mean: m / K (overlap), 0 (Pearson)
     sd0: float  # null std (ddof 0)
     sync: bool  # p_value < alpha
     n_perm: int
@@ -61,15 +61,33 @@ def _standardise(pi: np.ndarray) -> np.ndarray:  # [..., K]
     return np.where(sd > _EPS, centred / np.where(sd > _EPS, sd, 1.0), 0.0)
 
 
-def fsd(input_spectra: np.ndarray, output_spectrum: np.ndarray, *, n_perm: int = 1000,
-        seed: int | np.random.Generator = 0, statistic: str = "overlap", m: int = 5,
-        alpha: float = 0.05) -> FSDResult:
-    """FSD of input-side spectra [C, K] against the output-side spectrum [K] (energies or shares).
+def null_mean(statistic: str, n_freq: int, m: int = 5) -> float:
+    """The exact mean of the permutation null, mu0: m / K for the top-m overlap, 0 for Pearson.
 
-    The null draws n_perm permutations of the frequency labels, each applied to the OUTPUT spectrum only
-    (the input side is left alone: its components inherit the embedding's spectrum, so permuting them
-    independently is miscalibrated at init). All permutations are one batched array op.
-    Cost: O(n_perm * K * (log K + C)); 1000 x 56 x 5 takes about a millisecond.
+    Overlap: a uniform relabelling of the output side makes its top-m set a uniform m-subset of the K
+    frequencies (top_mask always picks exactly m, ties included), so each of an input component's top-m
+    frequencies lands in it with probability m / K: E[a(c, o)] = m / K. Each output top-m frequency
+    lands in the input's fixed top-m set with the same probability: E[a(o, c)] = m / K. So the
+    symmetrised mean over components is m / K too (1 when m >= K: every set is everything).
+    Pearson: a relabelled standardised output row has mean 0 at every position, so E[r] = 0.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r}: expected one of {STATISTICS}")
+    if n_freq < 1:
+        raise ValueError(f"need K >= 1 frequencies, got {n_freq}")
+    if statistic == "pearson":
+        return 0.0
+    if m < 1:
+        raise ValueError(f"top-m needs m >= 1, got {m}")
+    return min(int(m), n_freq) / n_freq
+
+
+def statistic_and_null(input_spectra: np.ndarray, output_spectrum: np.ndarray, perms: np.ndarray, *,
+                       statistic: str = "overlap", m: int = 5) -> tuple[float, np.ndarray]:
+    """The observed statistic S and its value under each permutation of the output labels.
+
+    input_spectra [C, K], output_spectrum [K] (energies or shares); perms [N, K], row n the permuted
+    output's frequency j reads the original frequency perms[n, j]. Returns (S, null [N]).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic {statistic!r}: expected one of {STATISTICS}")
@@ -78,11 +96,9 @@ def fsd(input_spectra: np.ndarray, output_spectrum: np.ndarray, *, n_perm: int =
     C, K = pi_in.shape
     if pi_out.shape[0] != K or C == 0 or K == 0:
         raise ValueError(f"spectra shapes {pi_in.shape} and {pi_out.shape}: need [C>=1, K] and [K]")
-    if n_perm < 1:
-        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    perms = np.argsort(rng.random((n_perm, K)), axis=1)  # [N, K]; row n is a uniform permutation
-
+    perms = np.asarray(perms)
+    if perms.ndim != 2 or perms.shape[1] != K:
+        raise ValueError(f"permutations of shape {perms.shape}: need [N, {K}]")
     if statistic == "overlap":
         if m < 1:
             raise ValueError(f"top-m needs m >= 1, got {m}")
@@ -97,11 +113,39 @@ def fsd(input_spectra: np.ndarray, output_spectrum: np.ndarray, *, n_perm: int =
         z_out = _standardise(pi_out)  # [K]
         s = float((z_in @ z_out).mean() / K)
         null = (z_out[perms] @ z_in.T).mean(axis=1) / K  # [N]
+    return s, null
 
-    mu0 = float(null.mean())
+
+def fsd(input_spectra: np.ndarray, output_spectrum: np.ndarray, *, n_perm: int = 1000,
+        seed: int | np.random.Generator = 0, statistic: str = "overlap", m: int = 5,
+        alpha: float = 0.05) -> FSDResult:
+    """FSD of input-side spectra [C, K] against the output-side spectrum [K] (energies or shares).
+
+    The null draws n_perm permutations of the frequency labels, each applied to the OUTPUT spectrum only
+    (the input side is left alone: its components inherit the embedding's spectrum, so permuting them
+    independently is miscalibrated at init). All permutations are one batched array op.
+    mu0 is the null's exact mean (`null_mean`), not the draws' mean, so FSD carries no Monte Carlo noise;
+    p, sd0 and z come from the draws.
+    Cost: O(n_perm * K * (log K + C)); 1000 x 56 x 5 takes about a millisecond.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r}: expected one of {STATISTICS}")
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+    K = int(np.asarray(output_spectrum).size)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_perm, K)), axis=1)  # [N, K]; row n is a uniform permutation
+    s, null = statistic_and_null(input_spectra, output_spectrum, perms, statistic=statistic, m=m)
+
+    mu0 = null_mean(statistic, K, m)
     sd0 = float(null.std())
     # Ties at S count against synchronisation; the tolerance absorbs float noise in equal sums.
     p_value = (1.0 + float(np.sum(null >= s - 1e-12))) / (n_perm + 1.0)
+    if np.ptp(_shares(np.asarray(output_spectrum).reshape(-1))) <= _EPS:
+        # A flat output spectrum (all-zero included) has no frequency labels to permute: its top-m set is
+        # the tie-break's, which inputs with ties share (overlap 1, p ~ 0.005 for two zero spectra). No
+        # information: S at the null mean, as Pearson's constant-row rule gives.
+        s, sd0, p_value = mu0, 0.0, 1.0
     fsd_value = (s - mu0) / (1.0 - mu0) if 1.0 - mu0 > _EPS else 0.0
     z = (s - mu0) / sd0 if sd0 > _EPS else 0.0
     return FSDResult(fsd=float(fsd_value), p_value=p_value, z=float(z), s=s, mu0=mu0, sd0=sd0,

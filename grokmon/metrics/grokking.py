@@ -44,6 +44,29 @@ def grok_times(steps: Series, val_acc: Series) -> GrokTimes:
     return GrokTimes(*(crossing_step(steps, val_acc, t) for t in GROK_THRESHOLDS))
 
 
+def t_grok_of(steps: Series, val_acc: Series) -> int | None:
+    """t_grok: the step of the first evaluation with val_acc >= GROKKED (the one definition; GrokClock is
+    the same rule fed one evaluation at a time)."""
+    return crossing_step(steps, val_acc, GROKKED)
+
+
+def is_grokked(val_acc: float) -> bool:
+    """The t_grok rule for one evaluation (what t_grok_of finds the first of)."""
+    return val_acc >= GROKKED
+
+
+class GrokClock:
+    """t_grok followed live: `observe` each evaluation in step order; the first that is_grokked wins."""
+
+    def __init__(self, t_grok: int | None = None) -> None:
+        self.t_grok = t_grok
+
+    def observe(self, step: int, val_acc: float) -> int | None:
+        if self.t_grok is None and is_grokked(val_acc):
+            self.t_grok = int(step)
+        return self.t_grok
+
+
 def fsd_ceiling_offline(steps: Series, fsd: Series, p_values: Series, train_acc: Series,
                         val_acc: Series, alpha: float = 0.05, *, frac: float = 0.9, run: int = 5,
                         pre_span: int = 1000, post_span: int = 2000) -> int | None:

@@ -43,19 +43,21 @@ class FourierProbe:
     def spectra(self, params: Mapping[str, torch.Tensor], cache: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Energy per frequency [K] of each FSD component, input side first, "unembed" last.
 
-        embed: W_E number rows (1-D); blocks.L.attn_out / mlp_out: the block's output at the last
-        position over all pairs, a grid tensor [n_pairs, d_model] in data order (2-D); unembed: the W_U
-        columns of the answer classes (1-D).
+        embed: W_E number rows (1-D); blocks.L.attn_out / mlp_out: the block's output at the last position
+        over all pairs, read from the reference cache's blocks.L.hook_attn_out / hook_mlp_out [n_pairs, pos,
+        d_model] as a grid tensor [n_pairs, d_model] in data order (2-D); unembed: the W_U columns of the
+        answer classes (1-D). Other hooks in the cache are ignored.
         """
         out = {"embed": freq_energy_1d(self.basis, params["W_E"].detach())}
-        for name in sorted(cache, key=_block_order):
-            out[name] = freq_energy_2d(self.basis, cache[name].detach())
+        for component, hook in _block_outputs(cache):
+            out[component] = freq_energy_2d(self.basis, cache[hook][:, -1].detach())
         out["unembed"] = freq_energy_1d(self.basis, params["W_U"].detach().T)
         return out
 
     def measure(self, params: Mapping[str, torch.Tensor], logits: torch.Tensor,
                 cache: Mapping[str, torch.Tensor], step: int) -> ProbeResult:
-        """params: the model's named parameters; logits [n_pairs, p] and cache over ALL pairs, data order."""
+        """params: the model's named parameters; logits [n_pairs, p] and the reference model's cache
+        (`Transformer.forward(tokens, cache)`) over ALL pairs, data order."""
         spectra = self.spectra(params, cache)
         names = list(spectra)
         e = torch.stack([spectra[n] for n in names]).cpu().numpy()  # [C + 1, K]
@@ -91,6 +93,22 @@ def _neuron_logit_map(params: Mapping[str, torch.Tensor]) -> torch.Tensor | None
     if not w_outs:
         return None
     return params[w_outs[-1]].detach() @ params["W_U"].detach()
+
+
+# The cache hooks the probe reads, by the component name each gets. The names are keys of spectra.jsonl
+# that other tools read: they stay "attn_out" / "mlp_out" although the hooks are TransformerLens's.
+_COMPONENT_OF_HOOK = {"hook_attn_out": "attn_out", "hook_mlp_out": "mlp_out"}
+
+
+def _block_outputs(cache: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """(component, hook) of each block output in the cache, in residual-stream order:
+    ("blocks.0.attn_out", "blocks.0.hook_attn_out"), ("blocks.0.mlp_out", "blocks.0.hook_mlp_out"), ..."""
+    found = []
+    for hook in cache:
+        parts = hook.split(".")
+        if len(parts) == 3 and parts[0] == "blocks" and parts[2] in _COMPONENT_OF_HOOK:
+            found.append((f"blocks.{parts[1]}.{_COMPONENT_OF_HOOK[parts[2]]}", hook))
+    return sorted(found, key=lambda pair: _block_order(pair[0]))
 
 
 def _block_order(name: str) -> tuple[int, int]:

@@ -1,6 +1,6 @@
-"""GrokmonApp: lays out the panels, turns keys into Commands for the source, folds its messages into a
-RunState and redraws on a timer (1 Hz, never per message). Knows the source only by its small interface,
-and never changes a hyperparameter itself: it shows what the run's events say."""
+"""GrokmonApp: lays out the panels, turns keys into Commands (the intervention registry gives the keys, footer
+labels, help and disabled states), folds the source's messages into a RunState, redraws on a timer (never per
+message). Knows the source only by its small interface; never changes a hyperparameter, shows the run's events."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from textual import events, work
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Footer
 
+from grokmon import interventions
 from grokmon.events import Command
+from grokmon.interventions import Intervention
 from grokmon.tui.accuracy_plot import AccuracyPlot
 from grokmon.tui.event_log import EventLog
 from grokmon.tui.freq_panel import FreqPanel
@@ -24,17 +27,55 @@ from grokmon.tui.loss_plot import LossPlot
 from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
 from grokmon.tui.series import SMOOTHING, format_value
 from grokmon.tui.spectrum_bars import SpectrumBars
-from grokmon.tui.state import RunState
+from grokmon.tui.state import RunState, hyperparameters, short_name
 from grokmon.tui.status_bar import StatusBar
 from grokmon.tui.time_plot import TimePlot
-from grokmon.tui.wd_modal import WeightDecayModal
+from grokmon.tui.value_modal import ValueModal
 
-INTERVENTIONS = ("wd_up", "wd_down", "wd_exact", "pause", "resume", "checkpoint")
+INTERVENE = "intervene"  # the one action every registry key runs: intervene(kind, scale)
+VIEW_KEYS: list[tuple[Binding, str]] = [  # the app's own keys and their help ("" for quit: it depends on the mode)
+    (Binding("y", "toggle_log", "Log"), "toggle log scale on the focused plot (loss, p-value, accuracy, spectrum)"),
+    (Binding("s", "smoothing", "Smooth"), "cycle smoothing: off, debiased EMA 0.6, 0.9 (the raw line stays, faint)"),
+    (Binding("question_mark", "help", "Help", key_display="?"), "this help"),
+    (Binding("q", "quit", "Quit"), ""),
+    (Binding("ctrl+c", "quit", "Quit", show=False, priority=True), ""),
+]
 EXTRA_KEYS = [  # keys not in the app's BINDINGS, for the help screen
     ("tab / shift+tab", "move focus between the panels (the focused one has a heavy top border)"),
     ("v", "on the spectrum panel: cycle the component (embed, blocks..., unembed)"),
     ("ctrl+q", "quit, the same way as q"),
 ]
+
+
+def registry_bindings() -> list[Binding]:
+    """A binding per key of every intervention registry row, running intervene(kind, scale).
+
+    In the footer a hyperparameter's scaling keys share one label, its short name ("w W wd"), and its
+    exact-value key is left to the help: at 80 columns the footer holds the keys used most, not all."""
+    out: list[Binding] = []
+    for row in interventions.REGISTRY:  # the module attribute, read per call: a row patched in is seen
+        label = short_name(row.name)
+        for key in row.keys:
+            action = f"{INTERVENE}({row.kind!r}, {key.scale})"
+            if row.hyperparameter:
+                verb = "up" if key.scale > 0 else "down" if key.scale < 0 else "="
+                out.append(Binding(key.key, action, f"{label} {verb}", key_display=key.display,
+                                   show=key.scale != 0, group=Binding.Group(label) if key.scale else None))
+            else:
+                out.append(Binding(key.key, action, row.name.capitalize(), key_display=key.display))
+    return out
+
+
+def app_bindings() -> list[Binding]:
+    """The app's BINDINGS: the registry's keys, then the view keys."""
+    return [*registry_bindings(), *(binding for binding, _ in VIEW_KEYS)]
+
+
+def _intervention_args(parameters: tuple[object, ...]) -> tuple[str, int]:
+    """(kind, scale) from the parameters of an intervene(...) action."""
+    kind = str(parameters[0]) if parameters else ""
+    scale = parameters[1] if len(parameters) > 1 else 0
+    return kind, scale if isinstance(scale, int) else 0
 
 
 def _recent(event: dict[str, Any], within_s: float = 60.0) -> bool:
@@ -55,23 +96,16 @@ class RunSource(Protocol):
 
 
 class GrokmonApp(App[None]):
-    CSS_PATH = "grokmon.tcss"
+    CSS_PATH = Path(__file__).with_name("grokmon.tcss")  # absolute: a subclass elsewhere (tests) finds it too
+    # The registry's scaling keys are grouped per hyperparameter in the footer ("w W wd"), and the compact
+    # footer puts no gap after a group's label ("wdl L lr"): give grouped keys and labels a key's one-cell gap.
+    CSS = "Footer.-compact FooterLabel, Footer.-compact FooterKey.-grouped { margin: 0 1 0 0; }"
     TITLE = "grokmon"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (20, "-medium"), (32, "-tall")]
-    BINDINGS = [
-        Binding("w", "wd_up", "WD up"),
-        Binding("W,shift+w", "wd_down", "WD down", key_display="W"),
-        Binding("d", "wd_exact", "WD="),
-        Binding("p", "pause", "Pause"),
-        Binding("p", "resume", "Resume"),
-        Binding("c", "checkpoint", "Ckpt"),
-        Binding("y", "toggle_log", "Log"),
-        Binding("s", "smoothing", "Smooth"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-    ]
+    # Textual merges BINDINGS when the class is created: a registry row added at import time is bound; one
+    # patched in later (a test) needs the class built after it, e.g. a subclass with BINDINGS = app_bindings().
+    BINDINGS = app_bindings()
 
     def __init__(self, source: RunSource, *, redraw_interval: float = 1.0) -> None:
         super().__init__()
@@ -163,9 +197,10 @@ class GrokmonApp(App[None]):
 
     # -- interventions -------------------------------------------------------------------------
 
-    def blocked_reason(self, action: str) -> str | None:
-        """Why an intervention key does nothing now, or None when it works."""
-        if action not in INTERVENTIONS:
+    def blocked_reason(self, kind: str, scale: int = 0) -> str | None:
+        """Why the key for a registry command (and scale) does nothing now, or None when it works."""
+        row = interventions.BY_KIND.get(kind)
+        if row is None:
             return None
         if self.stopping:
             return "stopping: interventions are off"
@@ -173,14 +208,17 @@ class GrokmonApp(App[None]):
             return "the run failed: interventions are off"
         if self.state.status == "finished":
             return f"the run has finished ({self.state.finished}): interventions are off"
-        if action in ("wd_up", "wd_down") and self.state.target_weight_decay is None:
-            return "the weight decay is not known yet (no config or metrics row)"
+        if row.hyperparameter and scale and self.state.target(row.name) is None:
+            return f"{row.name} is not known yet (no config or metrics row)"
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pause", "resume") and action != ("resume" if self.state.target_paused else "pause"):
+        if action != INTERVENE:
+            return True
+        kind, scale = _intervention_args(parameters)
+        if kind in ("pause", "resume") and kind != ("resume" if self.state.target_paused else "pause"):
             return False  # `p` shows as Pause or Resume, never both
-        if action in INTERVENTIONS and self.blocked_reason(action):
+        if self.blocked_reason(kind, scale):
             return None  # greyed out in the footer; on_key says why
         return True
 
@@ -190,12 +228,14 @@ class GrokmonApp(App[None]):
             return
         active = self.screen.active_bindings.get(event.key)
         if active is not None and not active.enabled:
-            reason = self.blocked_reason(active.binding.action)
+            _, action, parameters = parse_action(active.binding.action)
+            reason = self.blocked_reason(*_intervention_args(parameters)) if action == INTERVENE else None
             if reason:
                 self.notify(reason, severity="warning")
 
     def _refresh_bindings_if_changed(self) -> None:
-        key = (self.state.status, self.state.target_paused, self.stopping, self.state.target_weight_decay is None)
+        key = (self.state.status, self.state.target_paused, self.stopping,
+               tuple(self.state.target(row.name) is None for row in hyperparameters()))
         if key != self._binding_state:
             self._binding_state = key
             self.refresh_bindings()
@@ -214,41 +254,52 @@ class GrokmonApp(App[None]):
         self.redraw()
         return True
 
-    def _scale_weight_decay(self, factor: float, key: str) -> None:
-        wd = self.state.target_weight_decay
-        if wd is None:
+    def action_intervene(self, kind: str, scale: int = 0) -> None:
+        """A registry key: scale a hyperparameter's target by run.wd_factor (scale +1 / -1), ask for an exact
+        value (a hyperparameter's scale 0), or send a valueless command as is."""
+        row = interventions.BY_KIND.get(kind)
+        if row is None:
             return
-        if wd == 0:
-            self.notify("weight decay is 0, so scaling keeps it 0: press d to type a value", severity="warning")
+        key = next((k for k in row.keys if k.scale == scale), None)
+        source = f"key:{key.display if key is not None else kind}"
+        if not row.hyperparameter:
+            self._send_checked(row, None, source)
+        elif scale:
+            self._scale(row, scale, source)
+        else:
+            self._ask_value(row, source)
+
+    def _scale(self, row: Intervention, scale: int, source: str) -> None:
+        target = self.state.target(row.name)
+        if target is None:
+            return  # blocked_reason greys the key out; this is a direct call
+        if target == 0:
+            exact = next((k.display for k in row.keys if k.scale == 0), None)
+            how = f": press {exact} to type a value" if exact else ""
+            self.notify(f"{row.name} is 0, so scaling keeps it 0{how}", severity="warning")
             return
-        self.send(Command("set_weight_decay", wd * factor, source=f"key:{key}"))
+        factor = self.state.wd_factor ** abs(scale)
+        self._send_checked(row, target * factor if scale > 0 else target / factor, source)
 
-    def action_wd_up(self) -> None:
-        self._scale_weight_decay(self.state.wd_factor, "w")
-
-    def action_wd_down(self) -> None:
-        self._scale_weight_decay(1.0 / self.state.wd_factor, "W")
-
-    def action_wd_exact(self) -> None:
+    def _ask_value(self, row: Intervention, source: str) -> None:
         def chosen(value: float | None) -> None:
             if value is None:
                 return
-            reason = self.blocked_reason("wd_exact")
+            reason = self.blocked_reason(row.kind)  # the run may have ended while the modal was open
             if reason:
                 self.notify(reason, severity="warning")
             else:
-                self.send(Command("set_weight_decay", value, source="key:d"))
+                self._send_checked(row, value, source)
 
-        self.push_screen(WeightDecayModal(self.state.target_weight_decay), chosen)
+        self.push_screen(ValueModal(row, self.state.target(row.name)), chosen)
 
-    def action_pause(self) -> None:
-        self.send(Command("pause", source="key:p"))
-
-    def action_resume(self) -> None:
-        self.send(Command("resume", source="key:p"))
-
-    def action_checkpoint(self) -> None:
-        self.send(Command("checkpoint", source="key:c"))
+    def _send_checked(self, row: Intervention, value: float | None, source: str) -> None:
+        try:
+            cmd = Command(row.kind, value, source=source)
+        except ValueError as e:  # out of the row's range, e.g. scaled past its top: say so, send nothing
+            self.notify(str(e), severity="warning", markup=False)
+            return
+        self.send(cmd)
 
     # -- view keys -----------------------------------------------------------------------------
 
@@ -269,34 +320,27 @@ class GrokmonApp(App[None]):
         self.redraw()
 
     def action_help(self) -> None:
-        keys = [(b.key_display or b.key, self._describe(b.action)) for b in self._help_bindings()]
-        self.push_screen(HelpScreen(keys + EXTRA_KEYS, footer=f"{self.mode}; escape, q or ? closes this"))
+        self.push_screen(HelpScreen(self.help_rows(), footer=f"{self.mode}; escape, q or ? closes this"))
 
-    def _help_bindings(self) -> list[Binding]:
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(key, what it does) for every key: the registry's rows' keys, the view keys, then the rest."""
+        factor = format_value(self.state.wd_factor)
+        rows: list[tuple[str, str]] = []
         seen: set[str] = set()
-        out = []
-        for b in self.BINDINGS:
-            assert isinstance(b, Binding)
-            if b.key not in seen and b.show:
-                seen.add(b.key)
-                out.append(b)
-        return out
+        for row in interventions.REGISTRY:
+            for key in row.keys:
+                if key.display not in seen:  # pause and resume share `p`: the first row's help covers both
+                    seen.add(key.display)
+                    rows.append((key.display, key.help.replace("{factor}", factor)))
+        for binding, text in VIEW_KEYS:
+            if binding.show:
+                rows.append((binding.key_display or binding.key, text or self._quit_help()))
+        return rows + EXTRA_KEYS
 
-    def _describe(self, action: str) -> str:
-        f = format_value(self.state.wd_factor)
-        return {
-            "wd_up": f"multiply weight decay by {f} (run.wd_factor)",
-            "wd_down": f"divide weight decay by {f}",
-            "wd_exact": "type an exact weight decay",
-            "pause": "pause / resume training",
-            "resume": "resume training",
-            "checkpoint": "write a checkpoint now",
-            "toggle_log": "toggle log scale on the focused plot (loss, p-value, accuracy, spectrum)",
-            "smoothing": "cycle smoothing: off, debiased EMA 0.6, 0.9 (the raw line stays, faint)",
-            "help": "this help",
-            "quit": "quit (ctrl+c too): stops training, writes a checkpoint and summary"
-                    if self.source.live else "quit (ctrl+c too): stop watching; the run goes on",
-        }.get(action, action)
+    def _quit_help(self) -> str:
+        if self.source.live:
+            return "quit (ctrl+c too): stops training, writes a checkpoint and summary"
+        return "quit (ctrl+c too): stop watching; the run goes on"
 
     # -- quitting ------------------------------------------------------------------------------
 

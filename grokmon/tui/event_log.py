@@ -1,5 +1,6 @@
 """EventLog: one line per run event (interventions, alerts, detector firings, checkpoints, finish and
-failure) plus the UI's own notes (commands sent). Formats events.jsonl records; knows nothing else.
+failure) plus the UI's own notes (commands sent). Formats events.jsonl records, an intervention in its
+registry row's words; knows nothing else.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from grokmon import interventions
 from grokmon.tui.series import format_value
 
 STYLE = {"information": "", "warning": "yellow", "error": "bold red", "note": "dim"}
@@ -44,12 +46,12 @@ def describe_event(event: dict[str, Any]) -> tuple[str, str]:
     if kind == "resume":
         return f"resumed from the checkpoint at step {event.get('step')}", "information"
     if kind == "intervention":
-        name, source = event.get("name"), event.get("source", "")
-        by = f" ({source})" if source else ""
-        if name in ("weight_decay", "lr"):
-            return f"{name} {format_value(event.get('old'))} -> {format_value(event.get('new'))}{by}", "information"
-        verbs = {"pause": "paused", "resume": "resumed", "checkpoint": "checkpoint requested", "stop": "stop requested"}
-        return f"{verbs.get(str(name), str(name))}{by}", "information"
+        name, source = str(event.get("name")), str(event.get("source") or "")
+        row = interventions.BY_NAME.get(name)
+        if row is not None:
+            return row.describe(event.get("old"), event.get("new"), source, format_value), "information"
+        # A name this build's registry does not know (a run written by another version): say it plainly.
+        return name + (f" ({source})" if source else ""), "information"
     if kind == "alert":
         alert, message = event.get("kind", "alert"), event.get("message", "")
         if alert == "fsd_ceiling":

@@ -6,7 +6,6 @@ them apart. Owns the trainer thread's lifetime; knows nothing about panels or ke
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,29 @@ from typing import Any
 from textual.app import App
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from grokmon.engine import Engine, RunResult
 from grokmon.events import Command, Evaluation, Event, RunStarted
-from grokmon.sinks.follow import JsonlFollower, append_command
-from grokmon.sinks.rundir import RunDir, event_record
+from grokmon.rundir import layout
+from grokmon.rundir.control import append_command
+from grokmon.errors import GrokmonError
+from grokmon.rundir.lock import liveness
+from grokmon.rundir.readers import JsonlFollower, read_json, read_summary
+from grokmon.rundir.records import event_record
+from grokmon.session import RunSession, SessionResult
 from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
 
 
 class LiveSource:
-    """Trains in a thread worker; each event becomes one post_message (thread-safe, never blocks)."""
+    """Runs a session in a thread worker; each event becomes one post_message (thread-safe, never blocks).
+    Opening the session happens here, before the app starts, so its errors reach the terminal."""
 
     live = True
 
-    def __init__(self, engine: Engine, run: RunDir) -> None:
-        self.engine = engine
-        self.run = run
-        self.run_dir = run.path
-        self.config: dict[str, Any] | None = engine.cfg.to_dict()
-        self.result: RunResult | None = None
+    def __init__(self, session: RunSession) -> None:
+        self.session = session
+        session.open([self._post])
+        self.run_dir = session.run_dir
+        self.config: dict[str, Any] | None = session.cfg.to_dict()
+        self.result: SessionResult | None = None
         self._app: App | None = None
         self._worker: Worker | None = None
         self._spectra: dict[str, list[float]] | None = None
@@ -39,17 +43,18 @@ class LiveSource:
 
     def start(self, app: App) -> None:
         self._app = app
-        self.engine.sinks = [self.run, self._post]
         self._worker = app.run_worker(self._train, thread=True, exit_on_error=False, name="train",
                                       group="train", description="grokmon training loop")
 
     def _train(self) -> None:
         try:
-            self.result = self.engine.run()  # the engine turns its own exceptions into a Failed event
+            # The engine turns its own exceptions into a Failed event; signals are the main thread's (cli).
+            self.result = self.session.run(handle_signals=False)
         except BaseException as exc:  # a sink failed while reporting a failure: still tell the user
             if self._app is not None:
+                engine = self.session.engine
                 self._app.post_message(RunEvent({
-                    "step": self.engine.step, "wall_s": round(self.engine.wall_s, 3), "time": time.time(),
+                    "step": engine.step, "wall_s": round(engine.wall_s, 3), "time": time.time(),
                     "type": "failed", "error": f"{type(exc).__name__}: {exc}"}))
             raise
 
@@ -70,13 +75,16 @@ class LiveSource:
             app.post_message(RunEvent(record))
 
     def send(self, cmd: Command) -> None:
-        self.engine.commands.put(cmd)  # applied between steps on the trainer thread
+        self.session.send(cmd)  # applied between steps on the trainer thread
 
     def stop(self, source: str = "key:q") -> None:
         """Ask the trainer to stop at the next step boundary (checkpoint, summary); the first reason wins."""
         if self.result is None and not self._stop_sent:
             self._stop_sent = True
-            self.engine.commands.put(Command("stop", source=source))
+            if source.startswith("signal:"):  # a signal interrupts; q stops (the run's status says which)
+                self.session.engine.request_stop(source.split(":", 1)[1])
+            else:
+                self.session.send(Command("stop", source=source))
 
     async def wait_stopped(self) -> None:
         if self._worker is None:
@@ -99,11 +107,13 @@ class WatchSource:
         self.run_dir = Path(run_dir)
         self.interval_s = interval_s
         self.config: dict[str, Any] | None = None
-        self._metrics = JsonlFollower(self.run_dir / "metrics.jsonl")
-        self._events = JsonlFollower(self.run_dir / "events.jsonl")
-        self._spectra_f = JsonlFollower(self.run_dir / "spectra.jsonl")
+        self._metrics = JsonlFollower(self.run_dir / layout.METRICS)
+        self._events = JsonlFollower(self.run_dir / layout.EVENTS)
+        self._spectra_f = JsonlFollower(self.run_dir / layout.SPECTRA)
         self._spectra: dict[str, list[float]] | None = None
         self._app: App | None = None
+        self._dead_reported = False
+        self.liveness = "waiting"  # waiting (no run yet), live, finished or dead
 
     def start(self, app: App) -> None:
         self._app = app
@@ -115,11 +125,8 @@ class WatchSource:
         app = self._app
         if app is None:
             return
-        if self.config is None and (self.run_dir / "config.json").is_file():
-            try:
-                self.config = json.loads((self.run_dir / "config.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                self.config = None  # caught mid-write: try again next poll
+        if self.config is None:
+            self.config = read_json(self.run_dir / layout.CONFIG)  # None until written: try again next poll
             if self.config is not None:
                 app.post_message(RunConfig(self.config))
         for event in self._events.read_new():
@@ -129,9 +136,33 @@ class WatchSource:
         spectra = self._spectra_f.read_new()
         if spectra:
             self._spectra = spectra[-1]  # component -> energies, plus the step it was measured at
+        self._check_owner(app)
+
+    def _check_owner(self, app: App) -> None:
+        """Tell the app once when the writer is gone without a summary (kill -9, a crash, a lost machine)."""
+        if not layout.is_run_dir(self.run_dir):
+            self.liveness = "waiting"
+            return
+        summary = read_summary(self.run_dir)
+        self.liveness = liveness(self.run_dir, summary["status"] if summary is not None else None)
+        if self.liveness == "live":
+            self._dead_reported = False
+        elif self.liveness == "dead" and not self._dead_reported:
+            self._dead_reported = True
+            app.post_message(RunEvent({
+                "step": None, "time": time.time(), "type": "failed",
+                "error": f"the training process is gone without a summary (killed, crashed or its machine went "
+                         f"down); continue it with `grokmon run --resume {self.run_dir}`"}))
 
     def send(self, cmd: Command) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Append the command to control.jsonl, only while a process is training the run: a command queued
+        for a run that is not live would be applied by some later resume, or not at all."""
+        summary = read_summary(self.run_dir) if layout.is_run_dir(self.run_dir) else None
+        state = liveness(self.run_dir, summary["status"] if summary is not None else None)
+        if state != "live":
+            why = {"finished": "has finished", "dead": "is not running (its process is gone)"}.get(
+                state, "has not started")
+            raise GrokmonError(f"not sent: the run {why}; commands go only to a live run")
         append_command(self.run_dir, cmd.kind, cmd.value, source=cmd.source)
 
     def stop(self) -> None:

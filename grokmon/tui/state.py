@@ -1,7 +1,7 @@
 """RunState: what the panels show, folded from metrics rows, events and the config (README "The run directory").
 
-Pure Python and numpy: no Textual, no plotext, no files. The app feeds it messages; widgets read it.
-"""
+Pure Python and numpy: no Textual, no plotext, no files; which hyperparameters and markers exist comes from the
+intervention registry. The app feeds it messages; widgets read it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from grokmon import interventions
 from grokmon.events import Command
-from grokmon.metrics.grokking import GROKKED
+from grokmon.metrics.grokking import is_grokked
 
-HYPERPARAMS = ("weight_decay", "lr")  # interventions drawn as markers on the time plots
 KEEP_PROBES = 64  # top-frequency rows kept, so a resumed run's replaced rows can fall back to older ones
 
 
@@ -32,6 +32,20 @@ class Marker:
     step: int
     kind: str  # "intervention", "fsd" (the online detector fired) or "grok" (t_grok)
     label: str
+    tag: str  # the letter at the top of its line, so markers read without colour
+
+
+def hyperparameters() -> list[interventions.Intervention]:
+    """The registry rows whose value metrics rows carry (weight_decay, lr, ...), in registry order."""
+    # The module attribute, read per call: a row patched into the registry (tests) is seen at once.
+    return [row for row in interventions.REGISTRY if row.hyperparameter]
+
+
+def short_name(name: str) -> str:
+    """A hyperparameter's name for tight places (status bar, footer): the initials of a multi-word
+    name (weight_decay -> wd), else the name itself (lr)."""
+    words = [w for w in name.split("_") if w]
+    return "".join(w[0] for w in words) if len(words) > 1 else name
 
 
 def _number(v: Any) -> float:
@@ -71,8 +85,10 @@ class RunState:
         self.step: int | None = None
         self.wall_s: float | None = None
         self.steps_per_s: float | None = None
-        self.lr: float | None = None
-        self.weight_decay: float | None = None
+        self._values: dict[str, float] = {}  # per hyperparameter name: what the latest row or event says
+        self._configured: dict[str, float] = {}  # per hyperparameter name: the config's optim.<name>
+        self._set: dict[str, float] = {}  # per hyperparameter name: the last intervention's new value
+        self._pending: dict[str, float] = {}  # per hyperparameter name: asked for, not yet acknowledged
         self._hp_step: dict[str, int] = {}  # step of the last intervention per hyperparameter
         self.phase: str | None = None
         self.t_grok: int | None = None
@@ -84,7 +100,6 @@ class RunState:
         self.finish_reason = ""
         self.error: str | None = None
         self.last_checkpoint: str | None = None
-        self.pending_weight_decay: float | None = None  # asked for, not yet acknowledged by an event
         self.pending_pause: bool | None = None
         if config:
             self.ingest_config(config)
@@ -99,10 +114,11 @@ class RunState:
         self.alpha = alpha if 0 < alpha < 1 else self.alpha
         factor = _number(section("run").get("wd_factor"))
         self.wd_factor = factor if factor > 1 else self.wd_factor
-        if self.weight_decay is None and math.isfinite(_number(section("optim").get("weight_decay"))):
-            self.weight_decay = _number(section("optim").get("weight_decay"))
-        if self.lr is None and math.isfinite(_number(section("optim").get("lr"))):
-            self.lr = _number(section("optim").get("lr"))
+        for row in hyperparameters():
+            value = _number(section("optim").get(row.name))
+            if math.isfinite(value):
+                self._configured[row.name] = value
+                self._values.setdefault(row.name, value)  # rows and events, when already here, know better
         self.version += 1
 
     def ingest_row(self, row: dict[str, Any]) -> None:
@@ -143,14 +159,16 @@ class RunState:
             self.wall_s = float(wall)
         # A row carries the hyperparameters it was trained with, but it may be older than an
         # intervention event that arrived first (a followed run reads two files): keep the event's.
-        for name in HYPERPARAMS:
-            value = row.get(name)
-            if isinstance(value, (int, float)) and step > self._hp_step.get(name, -1):
-                setattr(self, name, float(value))
+        # (A row at the intervention's own step was evaluated before the change, so only later rows count.)
+        for hp in hyperparameters():
+            value = row.get(hp.name)
+            fresh = step > self._hp_step.get(hp.name, -1)
+            if fresh and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._values[hp.name] = float(value)
         if isinstance(row.get("phase"), str):
             self.phase = row["phase"]
         acc = row.get("val_acc")
-        if self.t_grok is None and isinstance(acc, (int, float)) and acc >= GROKKED:  # t_grok (SPEC section 5)
+        if self.t_grok is None and isinstance(acc, (int, float)) and is_grokked(acc):  # the one t_grok rule
             self.t_grok = step
         if row.get("top_freqs") is not None:
             self.probes.append(row)
@@ -214,7 +232,8 @@ class RunState:
             if event.get("kind") == "fsd_ceiling" and self.t_fsd_online is None and step is not None:
                 self.t_fsd_online = step
             elif event.get("kind") == "command_rejected":
-                self.pending_weight_decay = self.pending_pause = None
+                self._pending.clear()
+                self.pending_pause = None
         elif kind == "checkpoint":
             self.last_checkpoint = str(event.get("path", ""))
         elif kind == "finish":
@@ -234,13 +253,14 @@ class RunState:
         old = float(old) if isinstance(old, (int, float)) and not isinstance(old, bool) else None
         self.interventions.append(Intervention(step if step is not None else (self.step or 0), name, old, new,
                                                str(event.get("source", ""))))
-        if name in HYPERPARAMS and new is not None:
-            setattr(self, name, new)
+        row = interventions.BY_NAME.get(name)
+        if row is not None and row.hyperparameter and new is not None:
+            self._values[name] = self._set[name] = new
             self._hp_step[name] = step if step is not None else (self.step or 0)
-            if name == "weight_decay" and self.pending_weight_decay is not None and \
-                    math.isclose(new, self.pending_weight_decay, rel_tol=1e-9, abs_tol=1e-300):
-                self.pending_weight_decay = None
-        elif name in ("pause", "resume"):
+            pending = self._pending.get(name)
+            if pending is not None and math.isclose(new, pending, rel_tol=1e-9, abs_tol=1e-300):
+                del self._pending[name]
+        elif name in ("pause", "resume"):  # the run's status, not a value: the status bar and `p` follow it
             self.paused = name == "pause"
             self.pending_pause = None
 
@@ -250,6 +270,9 @@ class RunState:
             self._truncate(step + 1)
         self.interventions = [i for i in self.interventions if i.step <= step]
         self._hp_step = {k: v for k, v in self._hp_step.items() if v <= step}
+        # The checkpoint holds the values set up to its step: replay the kept interventions over the config.
+        hps = {row.name for row in hyperparameters()}
+        self._set = {i.name: i.new for i in self.interventions if i.name in hps and i.new is not None}
         if self.t_fsd_online is not None and self.t_fsd_online > step:
             self.t_fsd_online = None
         if self.t_grok is not None and self.t_grok > step:
@@ -257,12 +280,14 @@ class RunState:
 
     def _ended(self) -> None:
         self.paused = False
-        self.pending_weight_decay = self.pending_pause = None
+        self._pending.clear()
+        self.pending_pause = None
 
     def request(self, cmd: Command) -> None:
         """Note a command sent to the trainer; the value shown changes only when its event comes back."""
-        if cmd.kind == "set_weight_decay":
-            self.pending_weight_decay = cmd.value
+        row = interventions.BY_KIND.get(cmd.kind)
+        if row is not None and row.hyperparameter and cmd.value is not None:
+            self._pending[row.name] = cmd.value
         elif cmd.kind in ("pause", "resume"):
             self.pending_pause = cmd.kind == "pause"
         self.version += 1
@@ -323,23 +348,46 @@ class RunState:
         when = "at the FSD ceiling" if kind == "fsd" else f"at step {sched.get('at_step')}"
         return f"schedule {kind}: x{format_kappa(sched.get('kappa'))} {when}"
 
-    @property
-    def target_weight_decay(self) -> float | None:
-        """The weight decay the next `w`/`W` should scale: the pending request's value, else the current."""
-        return self.pending_weight_decay if self.pending_weight_decay is not None else self.weight_decay
+    def value(self, name: str) -> float | None:
+        """A hyperparameter as the run last reported it: the latest metrics row's value, or an intervention
+        event newer than that row, or (before either) the config's optim.<name>; None when unknown."""
+        return self._values.get(name)
+
+    def pending(self, name: str) -> float | None:
+        """The value a sent command asked for, until its intervention event (or a rejection) comes back."""
+        return self._pending.get(name)
+
+    def target(self, name: str) -> float | None:
+        """The value the next scaling key should scale: the pending request's, else the value last set.
+
+        "Last set" is the latest intervention's new value, else the config's: the value the command
+        replaces. It can differ from what the rows carry (the lr rows show the warm-up's scaled rate, set_lr
+        sets the base rate), so the rows' value is only the fallback when nothing was ever set."""
+        for source in (self._pending, self._set, self._configured, self._values):
+            if name in source:
+                return source[name]
+        return None
 
     @property
     def target_paused(self) -> bool:
         return self.pending_pause if self.pending_pause is not None else self.paused
 
     def markers(self) -> list[Marker]:
-        """Vertical lines for the time plots: hyperparameter interventions, t_fsd (online), t_grok."""
-        out = [Marker(i.step, "intervention", f"{i.name} {i.new:g}")
-               for i in self.interventions if i.name in HYPERPARAMS and i.new is not None]
+        """Vertical lines for the time plots: every intervention whose registry row has a marker letter,
+        t_fsd (online), t_grok."""
+        out = []
+        for i in self.interventions:
+            row = interventions.BY_NAME.get(i.name)
+            if row is None or row.marker is None:
+                continue
+            if row.takes_value and i.new is None:
+                continue  # nothing to label it with (a malformed event)
+            label = f"{i.name} {i.new:g}" if row.takes_value else (row.past_tense or i.name)
+            out.append(Marker(i.step, "intervention", label, row.marker))
         if self.t_fsd_online is not None:
-            out.append(Marker(self.t_fsd_online, "fsd", "t_fsd"))
+            out.append(Marker(self.t_fsd_online, "fsd", "t_fsd", "F"))
         if self.t_grok is not None:
-            out.append(Marker(self.t_grok, "grok", "t_grok"))
+            out.append(Marker(self.t_grok, "grok", "t_grok", "G"))
         return out
 
 

@@ -1,5 +1,6 @@
-"""StatusBar: step, steps/s, elapsed, mode; lr, weight decay, phase, t_fsd, t_grok; a PAUSED / FINISHED /
-FAILED / STOPPING marker. Formats RunState; knows nothing about the source beyond the mode text."""
+"""StatusBar: step, steps/s, elapsed, mode; every registry hyperparameter (wd, lr, ... with a pending
+request), phase, t_fsd, t_grok; a PAUSED / FINISHED / FAILED / STOPPING marker. Formats RunState; knows
+nothing about the source beyond the mode text."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from grokmon.tui.series import format_value
-from grokmon.tui.state import RunState
+from grokmon.tui.state import RunState, hyperparameters, short_name
 
 
 class StatusBar(Static):
@@ -28,9 +29,11 @@ def status_text(state: RunState, mode: str, stopping: bool = False) -> Text:
     text.append(f"  elapsed {format_duration(state.wall_s)}")
     text.append(f"  {mode}", style="dim")
     text.append("\n")
-    text.append(f"lr {format_value(state.lr)}  wd {format_value(state.weight_decay)}")
-    if state.pending_weight_decay is not None:
-        text.append(f" (-> {format_value(state.pending_weight_decay)} pending)", style="italic")
+    for i, row in enumerate(hyperparameters()):
+        text.append(f"{'  ' if i else ''}{short_name(row.name)} {format_value(state.value(row.name))}")
+        pending = state.pending(row.name)
+        if pending is not None:
+            text.append(f" (-> {format_value(pending)} pending)", style="italic")
     if state.schedule_note is not None:
         text.append(f"  ({state.schedule_note})", style="italic")
     if state.pending_pause is not None:

@@ -1,6 +1,7 @@
 """TimePlot: the base of the metric-over-step panels (focusable, log toggle, smoothing, event markers).
 Replots only in update_from(state), called on the app's timer, and only when data, size or options
-changed; render() just builds what was declared. Knows nothing about the source."""
+changed; render() just builds what was declared. Markers come tagged from RunState (an intervention's
+letter from its registry row). Knows nothing about the source."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from grokmon.tui.guarded_plot import GuardedPlot
 from grokmon.tui.state import Marker, RunState
 
 MARKER_COLOR = {"intervention": "red", "fsd": "magenta", "grok": "green"}
-MARKER_TAG = {"fsd": "F", "grok": "G"}  # letters at the top of each line, so markers read without colour
 RAW_COLOR = "gray"  # the unsmoothed line, drawn faint under the EMA
 
 
@@ -160,5 +160,4 @@ class TimePlot(GuardedPlot, can_focus=True):
         for m in markers:
             if lo <= m.step <= hi:
                 self.plt.vline(m.step, MARKER_COLOR.get(m.kind))
-                tag = MARKER_TAG.get(m.kind) or ("w" if m.label.startswith("weight_decay") else "l")
-                self.plt.text(tag, m.step, y_top, color=MARKER_COLOR.get(m.kind))
+                self.plt.text(m.tag, m.step, y_top, color=MARKER_COLOR.get(m.kind))
