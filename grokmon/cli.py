@@ -44,13 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.add_argument("--json", action="store_true", help="print the events as one JSON object")
     report.add_argument("--no-plot", action="store_true", help="the table only")
+    report.add_argument("--save", type=Path, metavar="FIGURE",
+                        help="also draw a publication figure into FIGURE (.png, .svg or .pdf; "
+                             "pip install 'grokmon[plot]')")
     report.set_defaults(func=cmd_report)
 
-    watch = sub.add_parser("watch", help="the live panels for a run written by another process",
+    watch = sub.add_parser("watch", help="the live panels for a run written by another process, or several runs",
                            description="Follow RUN_DIR live (a headless run under nohup, tmux or a batch "
-                                       "job) and steer it: keys append commands to RUN_DIR/control.jsonl.")
-    watch.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+                                       "job) and steer it: keys append commands to RUN_DIR/control.jsonl. "
+                                       "Several run directories, or one folder of runs (a fork, a sweep, "
+                                       "runs/), open the compare view.")
+    watch.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                       help="a run directory (it may not exist yet), several, or a folder that holds runs")
     watch.set_defaults(func=cmd_watch)
+
+    ls = sub.add_parser("ls", help="the runs under a folder, newest first, one line each",
+                        description="List the runs at or under DIR (forks' branches and sweeps' runs "
+                                    "included), newest write first: name, profile, task, status, steps, "
+                                    "t_grok, lead and the age of the last write. Reads without locking.")
+    ls.add_argument("dir", type=Path, nargs="?", default=Path("runs"), metavar="DIR",
+                    help="the folder to search (default: runs)")
+    ls.add_argument("--json", action="store_true", help="one JSON object per run, one per line")
+    ls.set_defaults(func=cmd_ls)
+
+    diff = sub.add_parser("diff", help="the config values that differ between two runs",
+                          description="Print the config keys of RUN_A and RUN_B that differ (dotted keys, "
+                                      "`a -> b`), then how many are equal.")
+    diff.add_argument("run_a", type=Path, metavar="RUN_A")
+    diff.add_argument("run_b", type=Path, metavar="RUN_B")
+    diff.set_defaults(func=cmd_diff)
+
+    export = sub.add_parser("export", help="a run (or every run of a fork or sweep) as CSV or TensorBoard files",
+                            description="Write RUN_DIR's metrics as CSV (metrics.csv, spectra.csv, freqs.csv) "
+                                        "or TensorBoard event files (pip install 'grokmon[tensorboard]'). A "
+                                        "fork or sweep directory exports each run into its own sub-folder. "
+                                        "docs/run-directory.md describes the files.")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--format", required=True, choices=("csv", "tensorboard"), help="what to write")
+    export.add_argument("--out", type=Path, metavar="PATH", help="output folder (default: RUN_DIR/export/)")
+    export.set_defaults(func=cmd_export)
 
     fork = sub.add_parser("fork", help="branch a run at its FSD ceiling into weight-decay branches; fit dt = C/lambda",
                           description="Fork RUN_DIR at its FSD ceiling (or a step) into headless branches that "
@@ -170,15 +202,55 @@ def _has_terminal() -> bool:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from grokmon.runindex import watch_compares
+
     if not _has_terminal():
         raise ConfigError("needs a terminal (stdin and stdout); for a text summary use "
-                          "`grokmon report RUN_DIR`", source="grokmon watch")
-    if args.run_dir.exists() and not args.run_dir.is_dir():
-        raise ConfigError("is not a directory", source=str(args.run_dir))
+                          "`grokmon report RUN_DIR` or `grokmon ls`", source="grokmon watch")
+    for path in args.paths:
+        if path.exists() and not path.is_dir():
+            raise ConfigError("is not a directory", source=str(path))
+    if watch_compares(args.paths):
+        from grokmon.tui.compare import run_compare
+
+        return int(run_compare(list(args.paths)))
     from grokmon.tui.app import GrokmonApp
     from grokmon.tui.source import WatchSource
 
-    GrokmonApp(WatchSource(args.run_dir)).run()
+    GrokmonApp(WatchSource(args.paths[0])).run()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ls, diff, export
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from grokmon.runindex import list_runs, ls_json, ls_table
+
+    lines = list_runs(args.dir)
+    if not lines:
+        _log(f"grokmon: no runs under {args.dir}")
+        return 0
+    print(ls_json(lines) if args.json else ls_table(lines), end="")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from grokmon.runindex import diff_text
+
+    print(diff_text(args.run_a, args.run_b), end="")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grokmon.export import export
+
+    def done(e: Any) -> None:
+        files = ", ".join(e.files) if e.files else "no files"
+        print(f"{e.run_dir}: {e.n_rows} evaluations -> {e.out} ({files})", flush=True)
+
+    export(args.run_dir, args.format, args.out, on_done=done)
     return 0
 
 
@@ -197,6 +269,7 @@ def _check_jobs(n: int) -> None:
 
 def cmd_fork(args: argparse.Namespace) -> int:
     from grokmon.experiments.fork import parse_wd_list, run_fork
+    from grokmon.report import fork_text
 
     _check_jobs(args.jobs)
     if args.after_grok < 0:
@@ -207,7 +280,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
                       eval_every=args.eval_every, after_grok=args.after_grok, max_steps=args.max_steps,
                       n_jobs=args.jobs, log=_log)
     out = args.out if args.out is not None else args.run_dir / "forks"
-    _print_fork(report, plot=sys.stdout.isatty())  # the plot is in fork.md; on a pipe the table is enough
+    # The plots are in fork.md; on a pipe the table is enough.
+    print(fork_text(report, plot=sys.stdout.isatty(), width=_plot_width(), color=_color(), fork_dir=out), end="")
     _log(f"grokmon: fork written to {out / 'fork.json'} and {out / 'fork.md'}")
     return _unfinished_exit([(b["name"], b["status"]) for b in report["branches"]],
                             "run the same command again to continue them")
@@ -240,101 +314,51 @@ def _unfinished_exit(statuses: list[tuple[str, str]], hint: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # report
 
-REPORT_ROWS = (
-    ("t_grok_50", "val_acc first >= 0.50"),
-    ("t_grok", "val_acc first >= 0.95 (t_grok)"),
-    ("t_grok_99", "val_acc first >= 0.99"),
-    ("t_fsd", "FSD ceiling, offline rule (t_fsd)"),
-    ("t_fsd_online", "FSD ceiling, online detector"),
-    ("t_excluded", "excluded loss starts rising"),
-    ("lead", "lead = t_grok - t_fsd"),
-)
+def _plot_width() -> int:
+    import shutil
+
+    return min(shutil.get_terminal_size((100, 24)).columns, 120)
+
+
+def _color() -> bool:
+    import os
+
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import os
-    import shutil
-
-    from grokmon.metrics.runs import run_events
+    from grokmon.report import experiment_kind, experiment_text, report_plot, report_text, run_report, save_figure
     from grokmon.rundir.layout import is_run_dir
-    from grokmon.rundir.lock import run_status
-    from grokmon.rundir.readers import read_config, read_rows, read_summary
     from grokmon.rundir.records import dumps
 
     run_dir: Path = args.run_dir
-    if not is_run_dir(run_dir) and ((run_dir / "fork.json").is_file() or (run_dir / "sweep.json").is_file()):
-        return _report_experiment(run_dir, as_json=args.json, plot=not args.no_plot)
-    if not is_run_dir(run_dir):
+    if args.save is not None:
+        from grokmon.figures import check_target
+
+        check_target(args.save)  # a wrong suffix or no matplotlib: one line before any output
+    kind = experiment_kind(run_dir)
+    if kind is None and not is_run_dir(run_dir):
         raise ConfigError("not a grokmon run directory (no config.json), fork directory (fork.json) or sweep "
                           "directory (sweep.json)", source=str(run_dir))
-    cfg = read_config(run_dir)
-    rows = read_rows(run_dir)
-    events = run_events(rows, cfg.metrics.alpha)
-    summary = read_summary(run_dir)
-    status = run_status(run_dir, summary)
-    last = rows[-1] if rows else {}
-    if args.json:
-        print(dumps({"run_dir": str(run_dir), "status": status, "steps": last.get("step"), "final": last,
-                     **events}))
-        return 0
-    print(f"{run_dir}: {cfg.task.op} mod {cfg.task.p}, {cfg.model.n_layers} layer(s), "
-          f"status {status}, {len(rows)} evaluations to step {last.get('step', '-')}")
-    for key, label in REPORT_ROWS:
-        value = events.get(key)
-        print(f"  {label:<38} {value if value is not None else '-':>8}")
-    if rows and not args.no_plot:
-        from grokmon.plots import run_plot
+    if kind is not None and args.json:
+        from grokmon.report import read_experiment
 
-        width = min(shutil.get_terminal_size((100, 24)).columns, 120)
-        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        print(run_plot(rows, {"t_fsd": events["t_fsd"], "t_grok": events["t_grok"]}, width=width, color=color))
-    return 0
-
-
-def _report_experiment(path: Path, *, as_json: bool, plot: bool) -> int:
-    """`grokmon report` on a fork or sweep directory: its table (and the fork's plot), or its JSON."""
-    from grokmon.rundir.readers import read_json
-
-    kind = "fork" if (path / "fork.json").is_file() else "sweep"
-    data = read_json(path / f"{kind}.json")
-    if data is None:
-        raise ConfigError("not a readable JSON object", source=str(path / f"{kind}.json"))
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return 0
-    try:
-        if kind == "sweep":
-            from grokmon.experiments.sweep import sweep_markdown
-
-            text = sweep_markdown(data)
+        print(json.dumps(read_experiment(run_dir, kind), indent=2))
+    elif kind is not None:
+        print(experiment_text(run_dir, kind, plot=not args.no_plot, width=_plot_width(), color=_color()), end="")
+    else:
+        report = run_report(run_dir)
+        if args.json:
+            keep = ("run_dir", "status", "steps", "final", "t_grok_50", "t_grok", "t_grok_99", "t_fsd",
+                    "t_fsd_online", "t_excluded", "lead", "missing", "provisional")
+            print(dumps({k: report[k] for k in keep}))
         else:
-            text = _fork_text(data, plot=plot)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise ConfigError(f"not a {kind}.json this grokmon can read ({type(e).__name__}: {str(e)[:80]})",
-                          source=str(path / f"{kind}.json")) from None
-    print(text, end="")
+            print(report_text(report), end="")
+            if report["rows"] and not args.no_plot:
+                print(report_plot(report, width=_plot_width(), color=_color()))
+    if args.save is not None:
+        _log(f"grokmon: figure written to {save_figure(run_dir, args.save)}")
     return 0
-
-
-def _print_fork(report: dict[str, Any], *, plot: bool) -> None:
-    print(_fork_text(report, plot=plot), end="")
-
-
-def _fork_text(report: dict[str, Any], *, plot: bool) -> str:
-    """A fork's table and fit, then its plot (coloured on a terminal without NO_COLOR)."""
-    import os
-    import shutil
-
-    from grokmon.experiments.fork import fit_lines, fork_table
-
-    parts = [fork_table(report), fit_lines(report)]
-    if plot:
-        from grokmon.plots import fork_plot
-
-        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
-        parts.append(fork_plot(report, width=width, height=18,
-                               color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
-    return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------

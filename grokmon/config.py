@@ -81,7 +81,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    # Weight decay over the run (SPEC section 6): "constant"; "fsd" raises it to kappa * optim.weight_decay
+    # Weight decay over the run (docs/metrics.md): "constant"; "fsd" raises it to kappa * optim.weight_decay
     # when the online FSD ceiling detector fires; "step" raises it to the same value at step `at_step`.
     weight_decay: str = "constant"
     kappa: float = 2.0
@@ -357,7 +357,7 @@ def validate(cfg: Config, source: str) -> None:
     if t.op in ("mul", "div") and not is_prime(t.p):
         raise bad("task.p", f"a prime (op '{t.op}' needs inverses mod p)", t.p)
     if t.op in ("add", "sub") and not is_prime(t.p):
-        # Fourier metrics assume a prime modulus (SPEC section 2); training would work, the science not.
+        # Fourier metrics assume a prime modulus (docs/metrics.md); training would work, the science not.
         raise bad("task.p", "a prime (the Fourier basis and FSD assume one)", t.p)
     if not 0.0 < t.frac_train < 1.0:
         raise bad("task.frac_train", "a number strictly between 0 and 1", t.frac_train)

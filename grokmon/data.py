@@ -1,6 +1,6 @@
 """Modular-arithmetic datasets: every (a, b) pair of the op as `a b =` token rows, and the seeded split.
 
-Owns the token layout (SPEC section 1); knows nothing about models or training.
+Owns the token layout (docs/metrics.md); knows nothing about models or training.
 """
 
 from __future__ import annotations

@@ -417,7 +417,7 @@ class Engine:
         self.fsd_history.append([step, value, p_value])
         if self.detector.update(step, value, p_value) and emit:
             self.emit(Alert(step=step, wall_s=self.wall_s, kind="fsd_ceiling",
-                            message=f"FSD reached its ceiling: FSD {value:.3f}, p {p_value:.3g} (online detector)"))
+                            message=f"FSD detector fired (online rule): FSD {value:.3f}, p(FSD) {p_value:.3g}"))
 
     def _nonfinite(self, message: str) -> None:
         # The diverged state is not checkpointed: the last good checkpoint stays the one to resume.

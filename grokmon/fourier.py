@@ -1,4 +1,4 @@
-"""Fourier bases over the token axis (additive, and multiplicative via discrete logs) and spectra (SPEC 2).
+"""Fourier bases over the token axis (additive, and multiplicative via discrete logs) and spectra (docs/metrics.md).
 
 Pure functions on tensors; knows nothing about models, training, configs or the UI.
 """

@@ -92,7 +92,7 @@ class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig, gen: torch.Generator, d_in: int | None = None, name: str = "mlp") -> None:
         super().__init__()
         d = cfg.d_model
-        # W_in keeps the N(0,1)/sqrt(d_model) init of SPEC section 1 even when d_in = 2 * d_model.
+        # W_in keeps the N(0,1)/sqrt(d_model) init of the model's definition (docs/metrics.md) even when d_in = 2 * d_model.
         self.W_in = _normal(gen, (d_in or d, cfg.d_mlp), d)  # [d_in, d_mlp]
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.W_out = _normal(gen, (cfg.d_mlp, d), d)  # [d_mlp, d_model]
@@ -173,6 +173,6 @@ class Transformer(nn.Module):
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with log-softmax in float64: logits [batch, p], labels [batch] -> scalar.
 
-    float32 log-softmax floors near 1e-7 and distorts late-training log-loss curves (SPEC section 1).
+    float32 log-softmax floors near 1e-7 and distorts late-training log-loss curves (docs/metrics.md).
     """
     return F.cross_entropy(logits.to(torch.float64), labels)

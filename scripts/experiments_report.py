@@ -36,7 +36,7 @@ def _p(report: dict[str, Any]) -> int:
 def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
     reports = sorted((_load(d) for d in dirs), key=_p)
     lines = ["| p | lambda0 | fork step (rule) | parent t_grok | branches fitted | C | R^2 (ours) | "
-             "R^2 (SPEC stability) | strictly monotone | CV of memorisation norm | paper R^2 |",
+             "R^2 (single-evaluation stability) | strictly monotone | CV of memorisation norm | paper R^2 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
         fit, spec = r["fit"], r.get("fit_spec_stability") or analyse_fork(r["fork_step"], r["branches"], "stable_spec")
@@ -47,7 +47,7 @@ def wd_fork(dirs: list[Path], json_out: Path | None) -> str:
     lines.append("")
     for r in reports:
         lines += [f"p = {_p(r)} (lambda0 {r['lambda0']:g}, fork at step {r['fork_step']}):", "",
-                  "| lambda | lambda / lambda0 | t_grok | dt | stable (ours) | stable (SPEC literal) | "
+                  "| lambda | lambda / lambda0 | t_grok | dt | stable (ours) | stable (single-evaluation rule) | "
                   "memorisation norm | min train acc after the fork |", "|---|---|---|---|---|---|---|---|"]
         for b in r["branches"]:
             lines.append(f"| {b['weight_decay']:g} | {b['weight_decay'] / r['lambda0']:g} | {fmt_cell(b['t_grok'])} | "

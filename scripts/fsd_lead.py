@@ -1,4 +1,4 @@
-"""The FSD lead experiment (SPEC section 5): train the `fsd` profile over primes x seeds, then tabulate.
+"""The FSD lead experiment (docs/metrics.md): train the `fsd` profile over primes x seeds, then tabulate.
 
     python scripts/fsd_lead.py run      [--primes 53,71,97,113,131] [--seeds 0] [--root runs/fsd_lead]
     python scripts/fsd_lead.py analyse  [--root runs/fsd_lead] [--out docs/results/fsd_lead.md]
@@ -156,7 +156,7 @@ def _status(d: Path) -> str:
 
 
 def _final_key_count(d: Path, cfg: dict[str, Any]) -> int:
-    """Key frequencies of the final checkpoint's W_L (SPEC 4: offline, take them from the end)."""
+    """Key frequencies of the final checkpoint's W_L (docs/metrics.md: offline, take them from the end)."""
     found = checkpoints(d)
     if not found:
         return 5
@@ -171,7 +171,7 @@ def _markdown(table: dict[str, list[dict[str, Any]]], args: argparse.Namespace) 
     lines = ["# FSD lead over grokking (fsd profile)", "",
              f"Produced by `python scripts/fsd_lead.py analyse --root {args.root}` from runs made by "
              "`python scripts/fsd_lead.py run`. Paper: " + PAPER + ".", "",
-             "t_grok: first evaluation with val_acc >= 0.95. t_fsd: offline FSD ceiling (SPEC 5). "
+             "t_grok: first evaluation with val_acc >= 0.95. t_fsd: offline FSD ceiling (docs/metrics.md). "
              "t_excluded: first sustained rise of the excluded loss after memorisation. lead = t_grok - t_fsd.", ""]
     if args.in_progress:
         lines += ["Not finished yet, so left out below (`python scripts/fsd_lead.py run` resumes them): "

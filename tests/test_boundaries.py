@@ -200,8 +200,11 @@ def test_pure_modules_do_not_import_the_engine_or_sinks() -> None:
 
 def test_readme_quickstart_is_two_commands_and_ci_runs_the_second() -> None:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Quickstart\s+```(?:sh|bash)?\n(.*?)```", readme, re.S)
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```(?:sh|bash)?\n(.*?)```", section, re.S)
     assert block, "README.md needs a Quickstart code block"
+    torch_note = section.find("torch")
+    assert 0 <= torch_note < block.start(), "the torch note must come before the install command"
     commands = [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
     assert len(commands) == 2
     assert "grokmon run" in commands[0]

@@ -1,4 +1,4 @@
-"""The FSD permutation null is calibrated on both basis kinds (SPEC 3): synthetic probe-like components of
+"""The FSD permutation null is calibrated on both basis kinds (docs/metrics.md): synthetic probe-like components of
 independent isotropic noise reject at p < alpha no more often than alpha, and not absurdly less often.
 
 Each draw builds the probe's components from independent Gaussian noise through grokmon's own spectra:

@@ -177,9 +177,12 @@ def test_report_prints_the_events_and_a_plot(tmp_path: Path, tiny_profile: Path)
                    "--set", "metrics.n_perm=100").returncode == 0
     proc = run_cli("report", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "val_acc first >= 0.95 (t_grok)" in proc.stdout and "lead = t_grok - t_fsd" in proc.stdout
+    assert "grokked: val_acc first >= 0.95 (t_grok)" in proc.stdout and "lead = t_grok - t_fsd" in proc.stdout
+    assert "did not grok (best val_acc" in proc.stdout  # the reason, not a bare dash
     assert "\x1b[" not in proc.stdout  # no colour codes when stdout is not a terminal
-    assert "FSD" in proc.stdout and "step" in proc.stdout  # the plot
+    plot = proc.stdout.split("lead = t_grok - t_fsd", 1)[1]
+    assert "val_acc (line), FSD (dots)" in plot and "┌" in plot and "└" in plot  # the plot itself
+    assert "┌" not in run_cli("report", str(out), "--no-plot").stdout
     data = json.loads(run_cli("report", str(out), "--json").stdout)
     assert {"t_grok_50", "t_grok", "t_grok_99", "t_fsd", "t_fsd_online", "t_excluded", "lead"} <= set(data)
     assert data["steps"] == 120 and data["status"] == "completed"

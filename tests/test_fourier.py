@@ -1,4 +1,4 @@
-"""Fourier bases and spectra on signals whose spectrum is known (SPEC 2)."""
+"""Fourier bases and spectra on signals whose spectrum is known (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_energy_2d_of_a_plus_b_signal_and_parseval() -> None:
 
 @pytest.mark.parametrize("make", [additive_basis, multiplicative_basis])
 def test_energy_2d_matches_the_einsum_reference(make) -> None:
-    """The two-matmul transform equals SPEC's einsum summed over {0, 2k-1, 2k}^2 minus (0, 0) cells, for
+    """The two-matmul transform equals the defining einsum summed over {0, 2k-1, 2k}^2 minus (0, 0) cells, for
     every k; the cos-only Nyquist k of the multiplicative basis (3 cells) is weighted x8/3."""
     p = 11 if make is additive_basis else 13
     B = make(p)

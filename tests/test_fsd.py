@@ -1,4 +1,4 @@
-"""FSD (SPEC 3) on the sanity cases the spec requires, plus a slow loop reference for the batched null."""
+"""FSD (docs/metrics.md) on the sanity cases of its definition, plus a slow loop reference for the batched null."""
 
 from __future__ import annotations
 

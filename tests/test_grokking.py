@@ -1,4 +1,4 @@
-"""Run events (SPEC 5) on synthetic curves whose answers are known."""
+"""Run events (docs/metrics.md) on synthetic curves whose answers are known."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Interventions through the engine: a hyperparameter command queued before the first step is the same run
-as configuring that value (SPEC 6's weight-decay changes rest on this)."""
+as configuring that value (the fork's weight-decay changes rest on this)."""
 
 from __future__ import annotations
 

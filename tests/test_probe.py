@@ -36,7 +36,7 @@ def _probe_init(op: str, p: int, seed: int, **model) -> dict:
 
 
 def test_fsd_at_random_init_is_calibrated() -> None:
-    """SPEC 3: at init the output side is independent of the input side, so p is ~uniform over seeds."""
+    """at init the output side is independent of the input side, so p is ~uniform over seeds."""
     results = [_probe_init("add", 31, seed) for seed in range(20)]
     p_values = [r["fsd_p"] for r in results]
     assert sum(p < 0.05 for p in p_values) <= 4

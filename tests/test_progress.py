@@ -1,4 +1,4 @@
-"""Nanda's progress measures (SPEC 4) on logits and maps whose Fourier structure is known."""
+"""Nanda's progress measures (docs/metrics.md) on logits and maps whose Fourier structure is known."""
 
 from __future__ import annotations
 

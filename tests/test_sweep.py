@@ -97,7 +97,7 @@ def test_sweep_input_errors(tiny_profile: Path, tmp_path: Path, args: list[str],
 
 
 def test_ray_backend_on_a_local_ray_instance(tiny_profile: Path, tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'grokmon[ray]'; CI installs it)")
     from grokmon.experiments.sweep import run_sweep
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -12,6 +12,7 @@ from grokmon.tui.event_log import EventLog
 from grokmon.tui.fsd_plot import FsdPlot
 from grokmon.tui.loss_plot import LossPlot
 from grokmon.tui.spectrum_bars import SpectrumBars
+from grokmon.tui.status_bar import StatusBar
 from grokmon.tui.time_plot import TimePlot
 from tui_fakes import FakeSource, metrics_row, record_notifications, screen_text, wait_for
 
@@ -44,24 +45,27 @@ async def test_source_is_started_once_and_panels_draw_scripted_rows() -> None:
         await pilot.pause()
         app.redraw()
         await pilot.pause()
-        status = screen_text(app).splitlines()[:2]
-        assert "step 4900/10000" in status[0] and "100.0 steps/s" in status[0] and "live" in status[0]
-        assert "wd 2" in status[1] and "t_fsd 2600" in status[1] and "t_grok" in status[1]
+        status = app.query_one(StatusBar).text.splitlines()
+        assert "step 4900/10000" in status[0] and "100 steps/s" in status[0] and "watching" not in status[0]
+        assert "run dir runs/fake" in status[0]
+        assert "wd 2" in status[1] and "FSD detector fired at 2600 (online)" in status[2]
+        assert "grokked at 3100 (t_grok)" in status[2]
         acc = plot_text(app.query_one(AccuracyPlot))
-        assert "1┤" in acc and "0.5┤" in acc and "train" in acc and "val" in acc and "4k" in acc
-        assert "F" in acc and "G" in acc and "w" in acc  # markers: t_fsd, t_grok, the intervention
+        title = str(app.query_one(AccuracyPlot).border_title)
+        assert "1┤" in acc and "0┤" in acc and "train" in title and "val" in title and "4k" in acc
+        assert "D" in acc and "G" in acc and "w" in acc  # markers: the FSD detector, t_grok, the intervention
         loss = plot_text(app.query_one(LossPlot))
         assert "0.01" in loss or "1e-3" in loss  # value-labelled log10 ticks
         fsd = plot_text(app.query_one(FsdPlot))
         assert "FSD" in fsd and "o" in fsd and "1e-3" in fsd  # sync markers and the log p axis
-        assert "alpha 0.05" in str(app.query_one(FsdPlot).border_title)
+        assert "alpha 0.05" in fsd
         bars = app.query_one(SpectrumBars)
         assert bars.component == "embed" and "0.5┤" in plot_text(bars) and "50" in plot_text(bars)
         table = screen_text(app)
-        assert "embed" in table and "W_L" in table and "14 30.0" in table and "14 40.0" in table
+        assert "W_E" in table and "W_L" in table and "14 30.0" in table and "14 40.0" in table
         log = app.query_one(EventLog).lines_text
         assert any("weight_decay 1 -> 2 (key:w)" in line for line in log)
-        assert any("FSD ceiling detector fired" in line for line in log)
+        assert any("FSD detector fired (online rule)" in line for line in log)
 
 
 async def test_the_status_bar_shows_the_lr_the_rows_carry_after_set_lr() -> None:
@@ -72,13 +76,13 @@ async def test_the_status_bar_shows_the_lr_the_rows_carry_after_set_lr() -> None
         src.row(**metrics_row(0, lr=1e-4))  # the warm-up's first step
         await wait_for(pilot, lambda: app.state.step == 0, "the first row")
         app.redraw()
-        assert "lr 1e-4" in screen_text(app).splitlines()[1]
+        assert "lr 1e-4" in app.query_one(StatusBar).text
         src.event("intervention", 100, name="lr", old=1e-3, new=2e-3, source="key:l")
         src.row(**metrics_row(100, lr=1e-3))  # evaluated before the change
         src.row(**metrics_row(200, lr=2e-3))
         await wait_for(pilot, lambda: app.state.step == 200, "the rows")
         app.redraw()
-        assert "lr 2e-3" in screen_text(app).splitlines()[1]
+        assert "lr 2e-3" in app.query_one(StatusBar).text
         assert any("lr 1e-3 -> 2e-3 (key:l)" in line for line in app.query_one(EventLog).lines_text)
 
 
@@ -144,7 +148,7 @@ async def test_a_resumed_run_replaces_the_rows_after_its_step() -> None:
         assert app.state.steps[-1] == 2100 and len(app.state) == 22
         assert app.state.t_grok is None
         text = screen_text(app)
-        assert "step 2100/10000" in text and "t_grok" not in text.splitlines()[1]
+        assert "step 2100/10000" in text and "grokked at" not in text and "t_grok: not yet" in text
         assert "2k" in plot_text(app.query_one(AccuracyPlot)) and "4k" not in plot_text(app.query_one(AccuracyPlot))
         assert any("resumed from the checkpoint at step 2000" in line for line in app.query_one(EventLog).lines_text)
 
@@ -198,7 +202,8 @@ async def test_watch_mode_says_what_it_watches(tmp_path: Path) -> None:
         await pilot.pause()
         app.redraw()
         await pilot.pause()
-        assert f"watching {tmp_path / 'run1'}" in screen_text(app)
+        status = app.query_one(StatusBar).text
+        assert "watching" in status and f"run dir {tmp_path / 'run1'}" in status.replace("\n", " ")
 
 
 async def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:

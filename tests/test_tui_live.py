@@ -40,6 +40,8 @@ async def test_quick_profile_in_the_app_w_doubles_weight_decay(tmp_path: Path) -
         await _until(pilot, lambda: any(r["step"] >= 100 for r in rows()))
         await pilot.press("w")
         await _until(pilot, lambda: any(e["type"] == "intervention" for e in read_jsonl(run.path / "events.jsonl")))
+        acked = next(e["step"] for e in read_jsonl(run.path / "events.jsonl") if e["type"] == "intervention")
+        await _until(pilot, lambda: any(r["step"] > acked for r in rows()))  # a row trained with the new value
         await pilot.press("q")
         await _until(pilot, lambda: source.result is not None)
     events = read_jsonl(run.path / "events.jsonl")

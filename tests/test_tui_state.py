@@ -145,7 +145,8 @@ def test_fsd_alert_grok_markers_finish_and_failure() -> None:
     for step in range(0, 4000, 100):
         s.ingest_row(metrics_row(step))
     assert s.t_fsd_online == 2600
-    assert {m.kind: m.step for m in s.markers()} == {"fsd": 2600, "grok": s.t_grok}
+    # the online detector is tagged D, apart from the offline ceiling (F, none in these rows) and t_grok
+    assert {m.kind: (m.step, m.tag) for m in s.markers()} == {"detector": (2600, "D"), "grok": (s.t_grok, "G")}
     s.ingest_event(ev("finish", 3900, status="completed", reason="max_steps"))
     assert s.status == "finished" and s.ended and s.finished == "completed"
     s.ingest_event(ev("failed", 3900, error="RuntimeError: boom"))
@@ -162,6 +163,22 @@ def test_resume_event_forgets_the_old_timeline_after_its_step() -> None:
     s.ingest_event(ev("resume", 2000))
     assert s.status == "running" and s.step == 2000
     assert s.steps[-1] == 2000 and s.t_grok is None and s.t_fsd_online is None and s.markers() == []
+
+
+def test_a_resume_keeps_the_interventions_up_to_its_step_once_and_the_events_follow_the_rows() -> None:
+    s = RunState(CONFIG)
+    for step in range(0, 3000, 100):
+        s.ingest_row(metrics_row(step, probe=step % 200 == 0))
+    before = ev("intervention", 800, name="weight_decay", old=1.0, new=2.0, source="key:w")
+    at = ev("intervention", 1000, name="lr", old=1e-3, new=2e-3, source="key:l")
+    s.ingest_event(before)
+    s.ingest_event(at)
+    s.ingest_event(ev("intervention", 1500, name="weight_decay", old=2.0, new=4.0, source="key:w"))
+    s.ingest_event(ev("resume", 1000))
+    s.ingest_event(at)  # the resumed engine applies the one at its checkpoint's step again
+    assert [(m.tag, m.step) for m in s.markers()] == [("w", 800), ("l", 1000)]
+    assert s.target("weight_decay") == 2.0 and s.steps[-1] == 1000
+    assert s.events()["t_grok"] is None and s.why("t_grok").startswith("not yet (best val_acc")
 
 
 def test_rows_past_the_bound_are_thinned_not_lost_at_the_ends() -> None:

@@ -22,7 +22,7 @@ from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
 CONFIG: dict[str, Any] = {
     "task": {"p": 113}, "model": {}, "optim": {"lr": 1e-3, "weight_decay": 1.0},
     "train": {"max_steps": 10000, "eval_every": 100},
-    "metrics": {"metrics_every": 5, "alpha": 0.05}, "run": {"wd_factor": 2.0},
+    "metrics": {"metrics_every": 5, "alpha": 0.05, "n_perm": 1000}, "run": {"wd_factor": 2.0},
 }
 
 
@@ -75,9 +75,13 @@ class FakeSource:
         self.app.post_message(RunConfig(config))
 
 
+PROGRESS_KEYS = ("restricted_loss", "excluded_loss", "gini_embed", "gini_wl", "weight_norm", "key_freqs")
+
+
 def metrics_row(step: int, *, wd: float = 1.0, lr: float = 1e-3, probe: bool = False, grok_at: int = 3000,
-                **extra: Any) -> dict[str, Any]:
-    """A plausible metrics.jsonl row: train acc rises first, val acc crosses 0.95 at grok_at."""
+                key_freqs: tuple[int, ...] | None = (14, 35, 41), **extra: Any) -> dict[str, Any]:
+    """A plausible metrics.jsonl row: train acc rises first, val acc crosses 0.95 at grok_at. A probed row
+    carries the Fourier keys; key_freqs=None leaves that key out (rows written before it existed)."""
     train_acc = min(1.0, step / 1000)
     val_acc = 1.0 / (1.0 + math.exp(min(50.0, -(step - grok_at + 200) / 100)))
     row: dict[str, Any] = {
@@ -88,9 +92,15 @@ def metrics_row(step: int, *, wd: float = 1.0, lr: float = 1e-3, probe: bool = F
     if probe:
         row.update(fsd=min(1.0, step / 2500), fsd_p=max(1e-3, 10 ** (-step / 1000)), fsd_z=step / 500,
                    fsd_sync=10 ** (-step / 1000) < 0.05, top_freqs=[[14, 0.3], [35, 0.2], [41, 0.1], [52, 0.05], [3, 0.02]],
-                   wl_top_freqs=[[14, 0.4], [41, 0.2], [35, 0.1], [52, 0.05], [7, 0.01]])
+                   wl_top_freqs=[[14, 0.4], [41, 0.2], [35, 0.1], [52, 0.05], [7, 0.01]],
+                   restricted_loss=4.0 * 10 ** (-step / 2000), excluded_loss=0.01 * 10 ** (step / 2000),
+                   gini_embed=min(1.0, step / 6000), gini_wl=min(1.0, step / 5000), weight_norm=2000 - step / 5,
+                   key_freqs=list(key_freqs or ()))
     else:
-        row.update(fsd=None, fsd_p=None, fsd_z=None, fsd_sync=None, top_freqs=None, wl_top_freqs=None)
+        row.update(fsd=None, fsd_p=None, fsd_z=None, fsd_sync=None, top_freqs=None, wl_top_freqs=None,
+                   **{k: None for k in PROGRESS_KEYS})
+    if key_freqs is None:
+        del row["key_freqs"]
     row.update(extra)
     return row
 

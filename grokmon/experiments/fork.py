@@ -1,5 +1,5 @@
 """`grokmon fork`: branch a run at its FSD ceiling (or a step) into runs that differ only in weight decay,
-then fit dt = C / lambda (SPEC section 6). Writes RUN_DIR/forks/: a run directory per branch, fork.json and
+then fit dt = C / lambda (docs/metrics.md). Writes RUN_DIR/forks/: a run directory per branch, fork.json and
 fork.md. The analysis is a pure function of the branches' metrics rows (`analyse_fork`).
 """
 
@@ -63,7 +63,8 @@ def resolve_fork_step(rows: list[dict[str, Any]], events: dict[str, Any], at: st
                               source="--at fsd-ceiling")
         rule, step = usable[0]
         if rule != candidates[0][0]:
-            rule += f" (offline t_fsd {events.get('t_fsd')} is not before t_grok {t_grok})"
+            rule += (" (no offline t_fsd)" if events.get("t_fsd") is None
+                     else f" (offline t_fsd {events.get('t_fsd')} is not before t_grok {t_grok})")
         return ForkPoint(int(step), rule)
     try:
         step = int(at)
@@ -185,7 +186,7 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
 
 
 def analyse_fork(fork_step: int, branches: list[dict[str, Any]], stable_key: str = "stable") -> dict[str, Any]:
-    """The fit over the branches that finished, grokked and are stable by `stable_key` (SPEC section 6)."""
+    """The fit over the branches that finished, grokked and are stable by `stable_key` (docs/metrics.md)."""
     used = [b for b in branches if b[stable_key] and b["dt"] is not None and b["weight_decay"] > 0
             and b.get("status", "completed") == "completed"]
     out: dict[str, Any] = {"n_fit": len(used), "C": None, "r2": None, "monotone": None, "mem_norm_cv": None,
@@ -305,7 +306,7 @@ def fmt_cell(value: Any, spec: str = "") -> str:
 
 
 def fork_table(report: dict[str, Any]) -> str:
-    lines = ["| lambda | status | t_grok | dt | stable | stable (SPEC literal) | memorisation norm | min train acc "
+    lines = ["| lambda | status | t_grok | dt | stable | stable (single-evaluation rule) | memorisation norm | min train acc "
              "| max loss ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for b in report["branches"]:
         stable = fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
@@ -326,11 +327,11 @@ def fit_line(fit: dict[str, Any], label: str = "fit") -> str:
 
 
 def fit_lines(report: dict[str, Any]) -> str:
-    """The fit under our stability rule, and under SPEC's rule read literally when that differs."""
+    """The fit under our stability rule, and under the single-evaluation rule when that differs."""
     out = [fit_line(report["fit"])]
     spec = report.get("fit_spec_stability")
     if spec is not None and spec != report["fit"]:
-        out.append(fit_line(spec, "fit with SPEC's literal stability rule"))
+        out.append(fit_line(spec, "fit with the single-evaluation stability rule"))
     return "\n".join(out)
 
 
@@ -346,7 +347,7 @@ def fork_markdown(report: dict[str, Any]) -> str:
         f"parent t_grok {fmt_cell(parent.get('t_grok'))}, t_fsd {fmt_cell(parent.get('t_fsd'))}, "
         f"online {fmt_cell(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
         f"its train acc stays below 0.99, or its train loss stays above 10x the highest train loss of the "
-        f"{PRE_FORK_STEPS} steps before the fork, for {DIP_STEPS} steps or more (SPEC's literal rule, any "
+        f"{PRE_FORK_STEPS} steps before the fork, for {DIP_STEPS} steps or more (the single-evaluation rule, any "
         "single evaluation against the loss at the fork, is the other column). Unstable branches and branches "
         "that did not grok are left out of the fit. Memorisation norm: ||theta||_2 at the branch's t_grok. "
         "The max loss ratio is against the pre-fork value.",

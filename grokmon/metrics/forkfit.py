@@ -1,4 +1,4 @@
-"""The weight-decay fork analysis (SPEC section 6): branch stability, the fit dt = C / lambda, and the spread
+"""The weight-decay fork analysis (docs/metrics.md): branch stability, the fit dt = C / lambda, and the spread
 of the memorisation norm. Pure functions of plain numbers; knows nothing about run directories.
 """
 
@@ -25,7 +25,7 @@ class Stability:
 
 
 def spec_stability(fork_train_loss: float, train_acc: Sequence[float], train_loss: Sequence[float]) -> Stability:
-    """SPEC section 6 read literally, on the evaluations after the fork: any train acc below 0.99, or any
+    """The single-evaluation rule (the rule as first written), on the evaluations after the fork: any train acc below 0.99, or any
     train loss above 10x the train loss at the fork."""
     steps = list(range(len(train_acc)))
     return branch_stability(fork_train_loss, steps, train_acc, train_loss, min_steps=0)

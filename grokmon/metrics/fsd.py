@@ -1,4 +1,4 @@
-"""FSD, the Frequency Synchronization Degree (SPEC 3): input-side spectra vs the output-side spectrum.
+"""FSD, the Frequency Synchronization Degree (docs/metrics.md): input-side spectra vs the output-side spectrum.
 
 Pure numpy on spectra the caller has already extracted; knows nothing about models or bases.
 """

@@ -1,4 +1,4 @@
-"""Events in a run (SPEC 5): grokking crossings, the FSD ceiling (offline and online), the excluded-loss
+"""Events in a run (docs/metrics.md): grokking crossings, the FSD ceiling (offline and online), the excluded-loss
 baseline, lead, phase and the sign test. Pure functions of per-evaluation series; no I/O, no tensors.
 """
 
@@ -108,7 +108,7 @@ def ols_slope(x: Series, y: Series) -> float:
 class OnlineCeilingDetector:
     """Fires once, without looking ahead, when p < alpha, FSD >= frac * running max (this evaluation
     included) and the OLS slope of FSD over the last `window` evaluations is below max_slope per 1000 steps
-    (a falling FSD passes too: the rule is one-sided, as in SPEC). Needs `window` evaluations first.
+    (a falling FSD passes too: the rule is one-sided, as defined). Needs `window` evaluations first.
     """
 
     def __init__(self, alpha: float = 0.05, *, frac: float = 0.9, window: int = 10,

@@ -14,11 +14,11 @@ import torch
 
 from grokmon.fourier import FourierBasis, basis_for_op, freq_energy_1d, freq_energy_2d, spectrum_share, top_k
 from grokmon.metrics.fsd import fsd
+from grokmon.metrics.keys import PROBE_KEYS
 from grokmon.metrics.progress import excluded_loss, fourier_gini, key_frequencies, restricted_loss, weight_norm
 
 # The keys a probe adds to a metrics.jsonl row (README "The run directory").
-METRIC_KEYS = ("fsd", "fsd_p", "fsd_z", "fsd_sync", "top_freqs", "wl_top_freqs", "restricted_loss",
-               "excluded_loss", "gini_embed", "gini_wl", "weight_norm", "phase")
+METRIC_KEYS = PROBE_KEYS  # the row keys this probe fills (all but phase, which the engine sets)
 TOP_N = 5
 
 
@@ -71,6 +71,7 @@ class FourierProbe:
             "fsd": res.fsd, "fsd_p": res.p_value, "fsd_z": res.z, "fsd_sync": res.sync,
             "top_freqs": _pairs(top_k(embed_share, TOP_N)),
             "wl_top_freqs": _pairs(top_k(wl_share, TOP_N)) if wl_share is not None else None,
+            "key_freqs": [int(k) for k in keys],  # behind restricted / excluded loss (online: this checkpoint's)
             "restricted_loss": restricted_loss(logits, self.labels, self.basis, keys),
             "excluded_loss": excluded_loss(logits, self.labels, self.basis, keys, self.train_mask),
             "gini_embed": fourier_gini(self.basis, params["W_E"].detach()),

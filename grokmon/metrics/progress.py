@@ -1,4 +1,4 @@
-"""Nanda's progress measures (SPEC 4): key frequencies, restricted / excluded loss, Gini, weight norm.
+"""Nanda's progress measures (docs/metrics.md): key frequencies, restricted / excluded loss, Gini, weight norm.
 
 Pure functions on tensors and a FourierBasis; knows nothing about the model class, training or the UI.
 """

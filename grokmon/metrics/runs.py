@@ -97,10 +97,10 @@ def why_missing(key: str, rows: Sequence[Row], events: Mapping[str, Any], *, run
         if not memorised:
             return "not yet (not memorised)" if running else "never memorised"
         return "not yet (no lasting rise)" if running else "no lasting rise after memorisation"
+    if key == "t_fsd_online":  # the detector does not wait for memorisation
+        return "not fired yet" if running else "never fired (FSD never plateaued with p(FSD) < alpha)"
     if not memorised:
-        return "not yet (train_acc < 0.99: the rules start at memorisation)" if running else "never memorised"
-    if key == "t_fsd":
-        if events.get("t_grok") is None and running:
-            return "no ceiling yet (provisional until grokking: the level is set by FSD after t_grok)"
-        return "no ceiling (FSD never held its post-grokking level with p < alpha for 5 evaluations)"
-    return "not fired yet" if running else "never fired (FSD never plateaued with p < alpha)"
+        return "not yet (train_acc < 0.99: the rule starts at memorisation)" if running else "never memorised"
+    if events.get("t_grok") is None and running:
+        return "no ceiling yet (provisional until grokking)"
+    return "no ceiling (FSD never held its post-grokking level with p(FSD) < alpha for 5 evaluations)"

@@ -124,7 +124,7 @@ def owner_alive(owner: dict[str, Any] | None, now: float | None = None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or a pid no process can have
         return False
     except PermissionError:
         pass  # someone else's process: it exists

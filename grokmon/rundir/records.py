@@ -14,12 +14,12 @@ from typing import Any, Mapping
 from grokmon.events import (
     Alert, CheckpointSaved, Event, Failed, Finished, Intervention, RunStarted, finite_or_none,
 )
+from grokmon.metrics.keys import PROBE_KEYS
 
 # metrics.jsonl: every row has the base keys, in this order; a run with the Fourier probe on adds the probe
 # keys to every row (null on evaluations that were not probed, except "phase").
 BASE_ROW_KEYS = ("step", "wall_s", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "weight_decay")
-PROBE_ROW_KEYS = ("fsd", "fsd_p", "fsd_z", "fsd_sync", "top_freqs", "wl_top_freqs", "restricted_loss",
-                  "excluded_loss", "gini_embed", "gini_wl", "weight_norm", "phase")
+PROBE_ROW_KEYS = PROBE_KEYS  # declared with the probe, in grokmon/metrics/keys.py
 METRIC_ROW_KEYS = BASE_ROW_KEYS + PROBE_ROW_KEYS
 
 # events.jsonl: every record has step, wall_s, time (Unix seconds) and type; then the type's own fields.

@@ -13,7 +13,7 @@ from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import Footer
+from textual.widgets import ContentSwitcher, Footer
 
 from grokmon import interventions
 from grokmon.events import Command
@@ -25,25 +25,31 @@ from grokmon.tui.fsd_plot import FsdPlot
 from grokmon.tui.help_screen import HelpScreen
 from grokmon.tui.loss_plot import LossPlot
 from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
+from grokmon.tui.progress_plot import ProgressPlot
 from grokmon.tui.series import SMOOTHING, format_value
 from grokmon.tui.spectrum_bars import SpectrumBars
-from grokmon.tui.state import RunState, hyperparameters, short_name
+from grokmon.tui.state import EVENT_MARKERS, RunState, hyperparameters, short_name
 from grokmon.tui.status_bar import StatusBar
 from grokmon.tui.time_plot import TimePlot
 from grokmon.tui.value_modal import ValueModal
 
 INTERVENE = "intervene"  # the one action every registry key runs: intervene(kind, scale)
 VIEW_KEYS: list[tuple[Binding, str]] = [  # the app's own keys and their help ("" for quit: it depends on the mode)
-    (Binding("y", "toggle_log", "Log"), "toggle log scale on the focused plot (loss, p-value, accuracy, spectrum)"),
+    (Binding("y", "toggle_log", "Log"),
+     "toggle log scale on the focused plot (loss, p(FSD), accuracy, spectrum, progress losses)"),
     (Binding("s", "smoothing", "Smooth"), "cycle smoothing: off, debiased EMA 0.6, 0.9 (the raw line stays, faint)"),
+    (Binding("m", "toggle_progress", "Progress"),
+     "swap the Fourier frequencies panel for the progress measures over time (restricted and excluded loss, "
+     "Gini of W_E and W_L, weight norm) and back"),
     (Binding("question_mark", "help", "Help", key_display="?"), "this help"),
     (Binding("q", "quit", "Quit"), ""),
     (Binding("ctrl+c", "quit", "Quit", show=False, priority=True), ""),
 ]
 EXTRA_KEYS = [  # keys not in the app's BINDINGS, for the help screen
-    ("tab / shift+tab", "move focus between the panels (the focused one has a heavy top border)"),
-    ("v", "on the spectrum panel: cycle the component (embed, blocks..., unembed)"),
+    ("tab, shift+tab", "move focus between the panels (the focused one has a heavy top border)"),
+    ("v", "on the Fourier frequencies panel: show the next FSD component's spectrum (embed, blocks..., unembed)"),
     ("ctrl+q", "quit, the same way as q"),
+    ("arrows, pgup, pgdn", "in this help: scroll"),
 ]
 
 
@@ -128,7 +134,9 @@ class GrokmonApp(App[None]):
             yield AccuracyPlot(id="accuracy")
             yield LossPlot(id="loss")
             yield FsdPlot(id="fsd")
-            yield FreqPanel(id="freqs")
+            with ContentSwitcher(initial="freqs", id="freq-views"):
+                yield FreqPanel(id="freqs")
+                yield ProgressPlot(id="progress")
         yield EventLog(id="log")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -140,7 +148,7 @@ class GrokmonApp(App[None]):
 
     @property
     def mode(self) -> str:
-        return "live" if self.source.live else f"watching {self.source.run_dir}"
+        return "live" if self.source.live else "watching"
 
     # -- messages from the source ---------------------------------------------------------------
 
@@ -157,6 +165,9 @@ class GrokmonApp(App[None]):
         self.state.ingest_event(event)
         severity = self.query_one(EventLog).add_event(event)
         kind = event.get("type")
+        if message.replayed:  # a resumed run's history: logged, not news
+            self._refresh_bindings_if_changed()
+            return
         # Run-supplied text goes out with markup=False: an error like "x[0]" is not a style tag. Besides a
         # failure, only events from the last minute pop up: a followed run replays its whole history.
         if kind == "failed":
@@ -178,7 +189,7 @@ class GrokmonApp(App[None]):
         key = (state.version, self.stopping)
         if key != self._drawn_version:
             self._drawn_version = key
-            self.query_one(StatusBar).update_from(state, self.mode, self.stopping)
+            self.query_one(StatusBar).update_from(state, self.mode, self.source.run_dir, self.stopping)
             spectra = self._fetch_spectra()
             if spectra != self._spectra:
                 self._spectra, self._spectra_key = spectra, self._spectra_key + 1
@@ -319,8 +330,26 @@ class GrokmonApp(App[None]):
         self.notify("smoothing off" if beta is None else f"smoothing: debiased EMA, decay {beta:g} per evaluation")
         self.redraw()
 
+    def action_toggle_progress(self) -> None:
+        """m: the progress measures in the frequency panel's place, or back."""
+        views = self.query_one("#freq-views", ContentSwitcher)
+        had_focus = self.focused is not None and views in self.focused.ancestors_with_self
+        views.current = "progress" if views.current == "freqs" else "freqs"
+        if had_focus:  # the focused panel went out of sight: focus its replacement
+            shown = views.query_one(f"#{views.current}")
+            (shown if shown.can_focus else shown.query_one(SpectrumBars)).focus()
+        self.call_after_refresh(self.redraw)  # once the shown view has its size
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.help_rows(), footer=f"{self.mode}; escape, q or ? closes this"))
+        self.push_screen(HelpScreen(self.help_rows(), self.marker_rows(),
+                                    footer=f"{self.mode}: {self.source.run_dir}"))
+
+    @staticmethod
+    def marker_rows() -> list[tuple[str, str]]:
+        """(letter, what it marks) for every marker the plots can draw: the registry's, then the run's events."""
+        rows = [(row.marker, f"{row.name} changed: an intervention (a key, the control file or a schedule)")
+                for row in interventions.REGISTRY if row.marker]
+        return rows + [(tag, words) for _, tag, _, words in EVENT_MARKERS]
 
     def help_rows(self) -> list[tuple[str, str]]:
         """(key, what it does) for every key: the registry's rows' keys, the view keys, then the rest."""

@@ -55,7 +55,7 @@ def describe_event(event: dict[str, Any]) -> tuple[str, str]:
     if kind == "alert":
         alert, message = event.get("kind", "alert"), event.get("message", "")
         if alert == "fsd_ceiling":
-            return f"FSD ceiling detector fired: {message}", "information"
+            return f"FSD detector fired (online rule): {message}", "information"
         if alert == "nonfinite_loss":
             return f"non-finite loss: {message}", "error"
         if alert == "command_rejected":

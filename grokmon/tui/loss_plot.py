@@ -3,6 +3,8 @@ scale fails on a second render); loss <= 0 is not drawn, `y` toggles linear. Rea
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from grokmon.tui.state import RunState
 from grokmon.tui.time_plot import TimePlot
 
@@ -13,3 +15,6 @@ class LossPlot(TimePlot):
 
     def draw(self, state: RunState) -> None:
         self.draw_train_val(state, "loss")
+
+    def legend(self) -> list[Text]:
+        return [series.legend() for series in self.train_val_series()]

@@ -21,11 +21,13 @@ class MetricsRow(Message):
 
 class RunEvent(Message):
     """One events.jsonl record: step, wall_s, time, type (start, resume, intervention, alert,
-    checkpoint, finish, failed) and that type's fields (README "The run directory")."""
+    checkpoint, finish, failed) and that type's fields (README "The run directory"). `replayed`: read back
+    from the run directory's history (a resumed run's earlier process), not happening now."""
 
-    def __init__(self, event: dict[str, Any]) -> None:
+    def __init__(self, event: dict[str, Any], replayed: bool = False) -> None:
         super().__init__()
         self.event = event
+        self.replayed = replayed
 
 
 class RunConfig(Message):

@@ -18,7 +18,7 @@ from grokmon.rundir import layout
 from grokmon.rundir.control import append_command
 from grokmon.errors import GrokmonError
 from grokmon.rundir.lock import liveness
-from grokmon.rundir.readers import JsonlFollower, read_json, read_summary
+from grokmon.rundir.readers import JsonlFollower, read_events, read_json, read_rows, read_summary
 from grokmon.rundir.records import event_record
 from grokmon.session import RunSession, SessionResult
 from grokmon.tui.messages import MetricsRow, RunConfig, RunEvent
@@ -43,8 +43,22 @@ class LiveSource:
 
     def start(self, app: App) -> None:
         self._app = app
+        self._post_history(app)
         self._worker = app.run_worker(self._train, thread=True, exit_on_error=False, name="train",
                                       group="train", description="grokmon training loop")
+
+    def _post_history(self, app: App) -> None:
+        """Post what the run directory already holds, before the trainer adds to it: a resumed run's events
+        (earlier interventions included), its rows before the resume step (the session kept only those) and
+        its last spectra; a fork branch's copied history. Messages are handled in order, so the trainer's
+        own resume event comes after, and RunState forgets only what the old process did after the step."""
+        for event in read_events(self.run_dir):
+            app.post_message(RunEvent(event, replayed=True))
+        for row in read_rows(self.run_dir):
+            app.post_message(MetricsRow(row))
+        spectra = JsonlFollower(self.run_dir / layout.SPECTRA).read_new()
+        if spectra:
+            self._spectra = spectra[-1]
 
     def _train(self) -> None:
         try:
@@ -117,6 +131,7 @@ class WatchSource:
 
     def start(self, app: App) -> None:
         self._app = app
+        exit_on_signals(app)
         self.poll()
         app.set_interval(self.interval_s, self.poll, name="watch-poll")
 
@@ -173,3 +188,17 @@ class WatchSource:
 
     def latest_spectra(self) -> dict[str, list[float]] | None:
         return self._spectra
+
+
+def exit_on_signals(app: App) -> None:
+    """A viewer (watch, compare) has nothing to save: SIGINT, SIGTERM or SIGHUP leaves the app cleanly,
+    restoring the terminal. Call from the app's loop (on mount or a source's start)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, app.exit)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals
+            return

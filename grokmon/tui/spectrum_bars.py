@@ -1,5 +1,6 @@
-"""SpectrumBars: bars of one FSD component's Fourier spectrum (energy share per k): the full spectrum from
-the source's spectra.jsonl, else the probe row's top 5. `y` log10, `v` next component. No source knowledge."""
+"""SpectrumBars: bars of one FSD component's Fourier spectrum (energy share per frequency k): the full
+spectrum from the source's spectra.jsonl, else the probe row's top 5. `y` log10; next_component() for
+the panel's `v`; describe() names what is shown, for the panel's title. No source knowledge."""
 
 from __future__ import annotations
 
@@ -8,15 +9,25 @@ from typing import Any
 
 import numpy as np
 from rich.text import Text
-from textual.binding import Binding
 
 from grokmon.tui.guarded_plot import GuardedPlot
-
 from grokmon.tui.series import lin_ticks, log_ticks, nice_step
+
+# spectra.jsonl's component names in words: (wide, narrow)
+COMPONENTS = {"embed": ("the embedding (W_E)", "W_E"), "unembed": ("the unembedding (W_U)", "W_U")}
+
+
+def component_words(name: str, wide: bool) -> str:
+    """embed -> "the embedding (W_E)"; blocks.0.mlp_out -> "block 0 mlp_out" (narrow: the names as written)."""
+    if name in COMPONENTS:
+        return COMPONENTS[name][0 if wide else 1]
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "blocks":
+        return f"block {parts[1]} {parts[2]}" if wide else f"{parts[1]}.{parts[2]}"
+    return name
 
 
 class SpectrumBars(GuardedPlot, can_focus=True):
-    BINDINGS = [Binding("v", "next_component", "Spectrum")]
     LABEL = "spectrum"
     MIN_SIZE = (12, 5)
 
@@ -33,27 +44,27 @@ class SpectrumBars(GuardedPlot, can_focus=True):
         self._drawn: tuple[object, ...] | None = None
         self.replots = 0
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self._set_title()
-
     def toggle_log(self) -> None:
         self.log_y = not self.log_y
         self._drawn = None
-        self._set_title()
 
-    def action_next_component(self) -> None:
+    def next_component(self) -> bool:
+        """Show the next FSD component's spectrum; False when only one is known."""
         names = self._names
         if len(names) < 2:
-            self.notify("only the top-5 embedding frequencies are known (no spectra.jsonl yet)")
-            return
+            return False
         i = names.index(self.component) if self.component in names else -1
         self.component = names[(i + 1) % len(names)]
         self._compute()
         self.update_plot()
+        return True
 
-    def _set_title(self) -> None:
-        self.border_title = Text(f"spectrum: {self.component} [{'log' if self.log_y else 'lin'}{self._what}]")
+    def describe(self, width: int) -> str:
+        """The panel title: what the bars are, for a panel `width` columns wide."""
+        wide = width >= 52
+        what = component_words(self.component, wide)
+        head = f"Fourier frequencies of {what}" if wide or self.component in COMPONENTS else f"Fourier freqs: {what}"
+        return f"{head} [{'log' if self.log_y else 'lin'}{self._what}]"
 
     def set_data(self, key: object, spectra: dict[str, list[float]] | None, probe: dict[str, Any] | None) -> None:
         """New inputs (the app passes a key that changes when they do): the source's latest spectra, or
@@ -83,7 +94,6 @@ class SpectrumBars(GuardedPlot, can_focus=True):
             self._data = ([], [], "")
         self._what = f", {self._data[2]}" if self._data[2] else ""
         self._drawn = None
-        self._set_title()
 
     def update_plot(self) -> bool:
         key = (self._data_key, self.size.width, self.size.height, self.log_y, self.component)
@@ -93,7 +103,7 @@ class SpectrumBars(GuardedPlot, can_focus=True):
         ks, shares, _ = self._data
         plt = self.plt
         plt.clear_figure()
-        plt.xaxes(True, False)
+        plt.xaxes(False, False)  # the tick labels are the k axis; a frame line would cost a row
         plt.yaxes(True, False)
         if ks:
             if self.log_y:

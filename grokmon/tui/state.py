@@ -13,9 +13,11 @@ import numpy as np
 
 from grokmon import interventions
 from grokmon.events import Command
-from grokmon.metrics.grokking import is_grokked
+from grokmon.metrics.grokking import MEMORISED, is_grokked
+from grokmon.metrics.runs import run_events, why_missing
 
 KEEP_PROBES = 64  # top-frequency rows kept, so a resumed run's replaced rows can fall back to older ones
+EVENT_COLUMNS = ("step", "val_acc", "train_acc", "fsd", "fsd_p", "excluded_loss")  # what run_events reads
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,20 @@ class Intervention:
 @dataclass(frozen=True)
 class Marker:
     step: int
-    kind: str  # "intervention", "fsd" (the online detector fired) or "grok" (t_grok)
+    kind: str  # "intervention", "detector" (the online FSD detector fired), "fsd" (t_fsd, offline) or "grok"
     label: str
     tag: str  # the letter at the top of its line, so markers read without colour
+
+
+# The run's own markers: (kind, tag, label, what it means for the help). Interventions take their letters
+# from the registry. The online detector and the offline ceiling are different rules: different letters.
+EVENT_MARKERS = (
+    ("detector", "D", "FSD detector fired (online)",
+     "the FSD detector fired: the online rule, as the run went (the engine's alert)"),
+    ("fsd", "F", "t_fsd (offline ceiling)",
+     "t_fsd: the FSD ceiling by the offline rule over the rows so far (provisional until t_grok)"),
+    ("grok", "G", "t_grok", "t_grok: grokked, val accuracy first >= 0.95"),
+)
 
 
 def hyperparameters() -> list[interventions.Intervention]:
@@ -55,6 +68,13 @@ def _number(v: Any) -> float:
     if isinstance(v, (int, float)):
         return float(v)
     return math.nan
+
+
+def _event_value(key: str, v: Any) -> Any:
+    """A row value as metrics.runs reads it: a finite number (the step an int), else None."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        return None
+    return int(v) if key == "step" else v
 
 
 def _int(v: Any) -> int | None:
@@ -101,6 +121,9 @@ class RunState:
         self.error: str | None = None
         self.last_checkpoint: str | None = None
         self.pending_pause: bool | None = None
+        self._events_key: tuple[object, ...] | None = None
+        self._events: dict[str, Any] = {}
+        self._event_rows: list[dict[str, Any]] = []  # the kept rows' EVENT_COLUMNS, for metrics.runs
         if config:
             self.ingest_config(config)
 
@@ -141,6 +164,7 @@ class RunState:
                 buf = self._buf[key] = np.full(len(self._buf["step"]), np.nan)
             buf[i] = _number(value)
         self._n += 1
+        self._event_rows.append({k: _event_value(k, row.get(k)) for k in EVENT_COLUMNS})
         if self._n > self.max_rows:
             self._thin()
         self._after_row(step, row, replaced)
@@ -181,6 +205,7 @@ class RunState:
         for buf in self._buf.values():
             buf[cut: self._n] = np.nan
         self._n = cut
+        del self._event_rows[cut:]
         if self.t_grok is not None and self.t_grok >= step:
             self.t_grok = None
         kept = [p for p in self.probes if p["step"] < step]
@@ -199,6 +224,7 @@ class RunState:
             buf[:] = np.nan
             buf[: len(keep)] = kept
         self._n = len(keep)
+        self._event_rows = [self._event_rows[i] for i in keep.tolist()]
         self.epoch += 1
 
     def _grow(self) -> None:
@@ -251,8 +277,11 @@ class RunState:
         new = float(new) if isinstance(new, (int, float)) and not isinstance(new, bool) else None
         old = event.get("old")
         old = float(old) if isinstance(old, (int, float)) and not isinstance(old, bool) else None
-        self.interventions.append(Intervention(step if step is not None else (self.step or 0), name, old, new,
-                                               str(event.get("source", ""))))
+        at = step if step is not None else (self.step or 0)
+        done = Intervention(at, name, old, new, str(event.get("source", "")))
+        # A resumed run replays the value interventions at its checkpoint's step: the same record again.
+        if done not in self.interventions:
+            self.interventions.append(done)
         row = interventions.BY_NAME.get(name)
         if row is not None and row.hyperparameter and new is not None:
             self._values[name] = self._set[name] = new
@@ -372,9 +401,59 @@ class RunState:
     def target_paused(self) -> bool:
         return self.pending_pause if self.pending_pause is not None else self.paused
 
+    @property
+    def metrics_on(self) -> bool:
+        """Whether the run computes the Fourier metrics (metrics.metrics_every > 0; unknown counts as on)."""
+        metrics = self.config.get("metrics") if isinstance(self.config.get("metrics"), dict) else {}
+        return metrics.get("metrics_every", 1) != 0
+
+    @property
+    def n_perm(self) -> int | None:
+        """The permutations behind each FSD p-value (metrics.n_perm), when the config says."""
+        metrics = self.config.get("metrics") if isinstance(self.config.get("metrics"), dict) else {}
+        return _int(metrics.get("n_perm"))
+
+    def latest(self, name: str) -> float | None:
+        """The last finite value of a column (the Fourier keys are null between probes)."""
+        col = self.column(name)
+        finite = np.flatnonzero(np.isfinite(col))
+        return float(col[finite[-1]]) if len(finite) else None
+
+    @property
+    def memorised_at(self) -> int | None:
+        """The first step with train accuracy >= 0.99 (metrics.grokking.MEMORISED), None before."""
+        hit = np.flatnonzero(self.column("train_acc") >= MEMORISED)
+        return int(self.steps[hit[0]]) if len(hit) else None
+
+    @property
+    def key_freqs(self) -> list[int] | None:
+        """The key frequencies of the latest probe (row key key_freqs), None when the rows do not carry them."""
+        probe = self.latest_probe
+        keys = probe.get("key_freqs") if probe is not None else None
+        if not isinstance(keys, list):
+            return None
+        return [int(k) for k in keys if isinstance(k, (int, float)) and not isinstance(k, bool)]
+
+    def events(self) -> dict[str, Any]:
+        """metrics.runs.run_events over the kept rows (t_grok, t_fsd offline, lead, ...), with t_fsd_online
+        the engine's own alert: the detector that fired in this run, not a replay. Recomputed only when
+        what it reads can have changed: a new probed row, t_grok (the same rule, kept here per row), a
+        replaced or thinned history."""
+        key = (self.epoch, self.probe_version, self.t_grok, self.alpha, self.t_fsd_online)
+        if key != self._events_key:
+            self._events_key = key
+            self._events = dict(run_events(self._event_rows, self.alpha))
+            self._events["t_fsd_online"] = self.t_fsd_online
+        return self._events
+
+    def why(self, key: str) -> str:
+        """metrics.runs.why_missing for an event of `events()`: "" when it is known."""
+        events = self.events()
+        return why_missing(key, self._event_rows, events, running=not self.ended, metrics_on=self.metrics_on)
+
     def markers(self) -> list[Marker]:
         """Vertical lines for the time plots: every intervention whose registry row has a marker letter,
-        t_fsd (online), t_grok."""
+        the FSD detector (online), t_fsd (offline), t_grok."""
         out = []
         for i in self.interventions:
             row = interventions.BY_NAME.get(i.name)
@@ -384,10 +463,10 @@ class RunState:
                 continue  # nothing to label it with (a malformed event)
             label = f"{i.name} {i.new:g}" if row.takes_value else (row.past_tense or i.name)
             out.append(Marker(i.step, "intervention", label, row.marker))
-        if self.t_fsd_online is not None:
-            out.append(Marker(self.t_fsd_online, "fsd", "t_fsd", "F"))
-        if self.t_grok is not None:
-            out.append(Marker(self.t_grok, "grok", "t_grok", "G"))
+        steps = {"detector": self.t_fsd_online, "fsd": self.events().get("t_fsd"), "grok": self.t_grok}
+        for kind, tag, label, _ in EVENT_MARKERS:
+            if steps[kind] is not None:
+                out.append(Marker(int(steps[kind]), kind, label, tag))
         return out
 
 
