@@ -26,7 +26,7 @@ from grokmon.tui.help_screen import HelpScreen
 from grokmon.tui.overlay_plot import Line, OverlayPlot
 from grokmon.tui.run_set import RunSet, RunTrack
 from grokmon.tui.series import format_value
-from grokmon.tui.source import WatchSource
+from grokmon.tui.source import WatchSource, exit_on_signals
 from grokmon.tui.value_modal import ValueModal
 
 # Plot colours for the runs shown, by slot: distinct on a dark background; a 13th shown run reuses the first.
@@ -122,6 +122,7 @@ class CompareApp(App[Path | None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        exit_on_signals(self)  # a viewer: SIGINT / SIGTERM / SIGHUP leave it cleanly
         self.table.focus()
         self.poll()
         self.set_interval(self.poll_s, self.poll, name="compare-poll")
