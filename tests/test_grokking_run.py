@@ -39,7 +39,7 @@ def test_quick_profile_groks(tmp_path: Path) -> None:
     assert json.loads(report.stdout)["t_grok"] == summary["t_grok"]
 
     # The weight-decay fork at the FSD ceiling: more weight decay, earlier grokking (docs/metrics.md).
-    fork = run_cli("fork", str(out), "--wd", "1,2", "--eval-every", "25", "--after-grok", "0", timeout=600)
+    fork = run_cli("fork", str(out), "--wd", "1,2", "--eval-every", "25", "--after-grok", "0", "--jobs", "2", timeout=600)
     assert fork.returncode == 0, fork.stderr
     result = json.loads((out / "forks" / "fork.json").read_text())
     assert result["fork_step"] in (summary["t_fsd"], summary["t_fsd_online"])

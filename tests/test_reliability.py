@@ -237,8 +237,9 @@ def test_a_full_disk_is_one_line_a_failed_summary_and_a_resumable_run(tmp_path: 
         ballast = disk / "ballast"
         ballast.write_bytes(b"\0" * (4 * 2**20))  # leaves room for about one checkpoint of the quick model
         out = disk / "run"
+        # The 1-layer variant: its checkpoint (about 1.8 MB) fits once beside the ballast, not twice.
         proc = run_cli("run", "quick", "--headless", "--out", str(out), "--set", "train.checkpoint_every=100",
-                       cwd=tmp_path, timeout=300)
+                       "--set", "model.n_layers=1", cwd=tmp_path, timeout=300)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert "no space left" in proc.stderr.lower() and "--resume" in proc.stderr
         assert json.loads((out / "summary.json").read_text())["status"] == "failed"

@@ -29,7 +29,7 @@ async def _until(pilot, condition, timeout: float = 120.0) -> None:
 
 
 async def test_quick_profile_in_the_app_w_doubles_weight_decay(tmp_path: Path) -> None:
-    cfg = load_config("quick", ["train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=2",
+    cfg = load_config("quick", ["model.n_layers=1", "train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=2",
                                 "metrics.n_perm=200"])
     session = RunSession.new(cfg, tmp_path / "run")
     source = LiveSource(session)
@@ -87,7 +87,7 @@ async def test_watch_steers_a_headless_run_in_another_process(tmp_path: Path) ->
 
 
 async def test_a_crash_in_the_training_thread_shows_and_keeps_the_app_open(tmp_path: Path) -> None:
-    cfg = load_config("quick", ["train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=0"])
+    cfg = load_config("quick", ["model.n_layers=1", "train.max_steps=400", "train.eval_every=25", "metrics.metrics_every=0"])
     session = RunSession.new(cfg, tmp_path / "run")
     source = LiveSource(session)
     run, engine = session.rundir, session.engine
