@@ -15,6 +15,7 @@ import numpy as np
 
 from grokmon import interventions
 from grokmon.events import Command
+from grokmon.tui.state import note_request
 from grokmon.metrics.grokking import GrokClock, lead, t_grok_of
 from grokmon.metrics.runs import run_events
 from grokmon.rundir import layout
@@ -376,12 +377,7 @@ class RunTrack:
 
     def request(self, cmd: Command) -> None:
         """Note a command sent to the run, so a second key press before its acknowledgement builds on it."""
-        row = interventions.BY_KIND.get(cmd.kind)
-        if row is not None and row.hyperparameter and cmd.value is not None:
-            self._pending[row.name] = cmd.value
-        elif cmd.kind in ("pause", "resume"):
-            self.pending_pause = cmd.kind == "pause"
-        self.version += 1
+        note_request(self, cmd)
 
 
 class RunSet:

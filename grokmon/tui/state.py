@@ -314,12 +314,7 @@ class RunState:
 
     def request(self, cmd: Command) -> None:
         """Note a command sent to the trainer; the value shown changes only when its event comes back."""
-        row = interventions.BY_KIND.get(cmd.kind)
-        if row is not None and row.hyperparameter and cmd.value is not None:
-            self._pending[row.name] = cmd.value
-        elif cmd.kind in ("pause", "resume"):
-            self.pending_pause = cmd.kind == "pause"
-        self.version += 1
+        note_request(self, cmd)
 
     # -- read ----------------------------------------------------------------------------------
 
@@ -473,3 +468,14 @@ class RunState:
 def format_kappa(value: Any) -> str:
     v = _number(value)
     return f"{v:g}" if math.isfinite(v) else "?"
+
+
+def note_request(holder: Any, cmd: Command) -> None:
+    """Record a sent command as pending on anything that keeps `_pending` (name -> value), `pending_pause` and
+    a `version` counter (RunState, the compare view's runs): a second key press builds on the first."""
+    row = interventions.BY_KIND.get(cmd.kind)
+    if row is not None and row.hyperparameter and cmd.value is not None:
+        holder._pending[row.name] = cmd.value
+    elif cmd.kind in ("pause", "resume"):
+        holder.pending_pause = cmd.kind == "pause"
+    holder.version += 1
