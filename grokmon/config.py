@@ -25,6 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 OPS = ("add", "sub", "mul", "div")
 WD_SCHEDULES = ("constant", "fsd", "step")
+PRECISIONS = ("fp32", "bf16", "fp64")  # train.precision: the training step's arithmetic (docs/performance.md)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda if available, else cpu; or any torch device string
     fast: bool = True  # last-position MLP/unembed and layer-0 token tables
     compile: bool = False  # torch.compile the training step
+    precision: str = "fp32"  # the training step's arithmetic: "fp32", "bf16" (autocast matmuls) or "fp64"
+    tf32: bool = False  # CUDA only: let fp32 matmuls use TF32 tensor cores
     seed: int = 0  # minibatch order
 
 
@@ -393,6 +396,8 @@ def validate(cfg: Config, source: str) -> None:
         raise bad("train.stop_after_grok", "an integer >= 0, or -1 to never stop early", tr.stop_after_grok)
     if not (tr.device == "auto" or tr.device == "cpu" or tr.device.startswith(("cuda", "mps", "xpu"))):
         raise bad("train.device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", tr.device)
+    if tr.precision not in PRECISIONS:
+        raise bad("train.precision", "one of " + ", ".join(f"'{p}'" for p in PRECISIONS), tr.precision)
     if me.metrics_every < 0:
         raise bad("metrics.metrics_every", "an integer >= 0 (0 = off)", me.metrics_every)
     if me.n_perm < 1:

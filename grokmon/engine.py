@@ -6,6 +6,7 @@ Runs in the calling thread. No printing, no UI, no files, no signals: checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import queue
@@ -17,7 +18,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
-from grokmon.config import Config
+from grokmon.config import Config, TrainConfig
 from grokmon.data import Dataset, make_dataset
 from grokmon.errors import ConfigError
 from grokmon.events import (
@@ -97,6 +98,36 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.parameters(), **kwargs)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """train.precision on a device: the parameters' dtype and the training forward's autocast. Evaluation,
+    the probe and the loss never use it: they run in the parameters' dtype (fp32 or fp64) or float64."""
+
+    name: str
+    device_type: str
+    param_dtype: torch.dtype  # parameters, gradients and AdamW state: fp32 for fp32 and bf16, fp64 for fp64
+
+    @classmethod
+    def of(cls, train: TrainConfig, device: torch.device) -> "Precision":
+        if train.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support; "
+                              "use 'fp32' (with train.tf32 = true for tensor cores) or 'fp64'",
+                              key="train.precision")
+        if train.precision == "fp64" and device.type == "mps":
+            raise ConfigError("MPS has no float64; use 'fp32' or 'bf16', or train.device = 'cpu'",
+                              key="train.precision")
+        if device.type == "cuda":  # process-wide switches: the last engine built on CUDA sets them
+            torch.backends.cuda.matmul.allow_tf32 = train.tf32
+            torch.backends.cudnn.allow_tf32 = train.tf32
+        return cls(train.precision, device.type, torch.float64 if train.precision == "fp64" else torch.float32)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The training forward's context: bf16 matrix products with fp32 master weights, or nothing."""
+        if self.name == "bf16":
+            return torch.autocast(device_type=self.device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
 class Engine:
     """Trains one run. `commands` and `request_stop` may be used from any thread; events are emitted on
     the thread that calls `run()`."""
@@ -128,7 +159,8 @@ class Engine:
         self.val_idx = self.data.val_idx.to(self.device)
         self.train_tokens = self.tokens[self.train_idx]
         self.train_labels = self.labels[self.train_idx]
-        self.model = Transformer(cfg.model, cfg.task.p).to(self.device)
+        self.precision = Precision.of(cfg.train, self.device)
+        self.model = Transformer(cfg.model, cfg.task.p).to(self.device, self.precision.param_dtype)
         self.optimizer = make_optimizer(self.model, cfg)
         self.base_lr = cfg.optim.lr
         self.batch_gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -357,7 +389,9 @@ class Engine:
             tokens, labels = self.train_tokens[pick], self.train_labels[pick]
         else:
             tokens, labels = self.train_tokens, self.train_labels
-        loss = loss_fn(self._train_forward(tokens), labels)
+        with self.precision.autocast():
+            logits = self._train_forward(tokens)
+        loss = loss_fn(logits, labels)  # float64 whatever the precision (model.loss_fn says why)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

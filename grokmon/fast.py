@@ -17,12 +17,17 @@ from grokmon.model import MLP, Attention, Transformer
 # - Only the '=' position's residual stream after the last block is read, so the last block's query, its
 #   MLP and the unembed run on that position alone.
 # - Block 0's input at (pos, token) is W_E[token] + W_pos[pos]: n_ctx * d_vocab possible rows, far fewer
-#   than batch * n_ctx. Its keys and values (through W_O) are tables over those rows, built once per call
-#   and gathered per example. At '=' the query is a constant row, so block 0's scores there are lookups.
+#   than batch * n_ctx. Its keys and values are tables over those rows, built once per call and gathered
+#   per example. At '=' the query is a constant row, so block 0's scores there are lookups.
 # - Gathers are F.embedding, not tensor[idx]: its backward is a dense scatter, several times faster on CPU
 #   than the accumulate-index_put that advanced indexing falls back to.
-# - Mixing over keys and heads is broadcast-multiply-and-sum, not einsum: those einsums lower to a bmm
-#   over batch * n_heads tiny matrices whose backward loops per example on CPU (~10x slower here).
+# - Attention weights mix values in d_head space, then W_O is one matmul for the batch (mixing rows already
+#   through W_O did 4x the elementwise work). The mix is broadcast-multiply-and-add, not einsum: those
+#   einsums lower to a bmm over batch * n_heads tiny matrices whose backward loops per example on CPU
+#   (~10x slower here).
+# - Softmax over the 2-3 keys runs on a keys-first layout ([keys, batch, heads], dim 0): over a last dim of
+#   size 3 torch's CPU kernel is ~4x slower, forward and backward.
+# - MLP biases ride in addmm, and relu is in place on its output: two fewer passes over [batch, d_mlp].
 
 
 def train_forward(model: Transformer) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -54,10 +59,10 @@ def _one_layer(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
     emb = _embed_table(model)  # [n_ctx, d_vocab, d_model]
     x = emb[2, eq].expand(len(a), -1)  # [batch, d_model]
     if block.attn is not None:
-        k_tab, ov_tab = _layer0_tables(block.attn, emb)
-        pattern = _layer0_pattern_at_eq(block.attn, emb, k_tab, a, b, eq)  # [batch, n_heads, 3]
-        x = x + (_mix(pattern[..., 0], _gather(a, ov_tab[0])) + _mix(pattern[..., 1], _gather(b, ov_tab[1]))
-                 + _mix(pattern[..., 2], ov_tab[2, eq]))
+        k_tab, v_tab = _layer0_tables(block.attn, emb)
+        pattern = _layer0_pattern_at_eq(block.attn, emb, k_tab, a, b, eq)  # [3, batch, n_heads]
+        z = _mix(pattern, (_gather(a, v_tab[0]), _gather(b, v_tab[1]), v_tab[2, eq]))  # [batch, n_heads, d_head]
+        x = x + _through_w_o(block.attn, z)
     if block.mlp is not None:
         x = x + _mlp(block.mlp, x)
     return x @ model.W_U
@@ -108,24 +113,22 @@ def _embed_table(model: Transformer) -> torch.Tensor:
 
 
 def _layer0_tables(attn: Attention, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block 0's keys [n_ctx, d_vocab, n_heads, d_head] and values through W_O [n_ctx, d_vocab, n_heads,
-    d_model], one row per (pos, token) of emb [n_ctx, d_vocab, d_model]."""
-    k_tab = _heads(emb, attn.W_K)
-    ov_tab = torch.einsum("pvhe,hed->pvhd", _heads(emb, attn.W_V), attn.W_O)  # a bmm over n_heads: few, large
-    return k_tab, ov_tab
+    """Block 0's keys and values, one row per (pos, token) of emb [n_ctx, d_vocab, d_model]: each
+    [n_ctx, d_vocab, n_heads, d_head]."""
+    return _heads(emb, attn.W_K), _heads(emb, attn.W_V)
 
 
 def _layer0_pattern_at_eq(attn: Attention, emb: torch.Tensor, k_tab: torch.Tensor, a: torch.Tensor,
                           b: torch.Tensor, eq: int) -> torch.Tensor:
-    """Block 0's attention pattern at '=' over the keys a, b, '=': [batch, n_heads, 3].
+    """Block 0's attention pattern at '=' over the keys a, b, '=': [3, batch, n_heads], keys first.
 
     The query is the constant '=' row, so every score is a lookup in a [n_ctx, d_vocab, n_heads] table.
     """
     q = _heads(emb[2, eq], attn.W_Q) * attn.scale  # [n_heads, d_head]
     score_tab = (k_tab * q).sum(-1)  # [n_ctx, d_vocab, n_heads]
     scores = torch.stack([F.embedding(a, score_tab[0]), F.embedding(b, score_tab[1]),
-                          score_tab[2, eq].expand(len(a), -1)], dim=-1)
-    return scores.softmax(dim=-1)
+                          score_tab[2, eq].expand(len(a), -1)])
+    return scores.softmax(dim=0)
 
 
 def _layer0_all_positions(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
@@ -143,16 +146,17 @@ def _layer0_all_positions(model: Transformer, tokens: torch.Tensor) -> torch.Ten
     x2 = emb[2, eq].expand(len(a), -1)
     if block.attn is not None:
         attn = block.attn
-        k_tab, ov_tab = _layer0_tables(attn, emb)
-        x0_tab = x0_tab + ov_tab[0].sum(1)  # one key: its softmax weight is 1
-        ov_a, ov_b = _gather(a, ov_tab[0]), _gather(b, ov_tab[1])  # [batch, n_heads, d_model], read at 1 and 2
+        k_tab, v_tab = _layer0_tables(attn, emb)
+        x0_tab = x0_tab + _through_w_o(attn, v_tab[0])  # one key: its softmax weight is 1
+        v_a, v_b = _gather(a, v_tab[0]), _gather(b, v_tab[1])  # [batch, n_heads, d_head], read at 1 and 2
         q1_tab = _heads(emb[1], attn.W_Q)  # [d_vocab, n_heads, d_head]: position 1's query, by token b
         s10 = (_gather(b, q1_tab) * _gather(a, k_tab[0])).sum(-1) * attn.scale  # [batch, n_heads]
         s11 = F.embedding(b, (q1_tab * k_tab[1]).sum(-1)) * attn.scale  # query and key both from b: a table
-        p1 = torch.stack([s10, s11], dim=-1).softmax(dim=-1)  # [batch, n_heads, 2]
-        x1 = x1 + _mix(p1[..., 0], ov_a) + _mix(p1[..., 1], ov_b)
-        p2 = _layer0_pattern_at_eq(attn, emb, k_tab, a, b, eq)  # [batch, n_heads, 3]
-        x2 = x2 + _mix(p2[..., 0], ov_a) + _mix(p2[..., 1], ov_b) + _mix(p2[..., 2], ov_tab[2, eq])
+        p1 = torch.stack([s10, s11]).softmax(dim=0)  # [2, batch, n_heads]
+        p2 = _layer0_pattern_at_eq(attn, emb, k_tab, a, b, eq)  # [3, batch, n_heads]
+        z12 = torch.stack([_mix(p1, (v_a, v_b)), _mix(p2, (v_a, v_b, v_tab[2, eq]))])  # [2, batch, n_heads, d_head]
+        out12 = _through_w_o(attn, z12)  # one matmul for both positions
+        x1, x2 = x1 + out12[0], x2 + out12[1]
     if block.mlp is not None:
         x0_tab = x0_tab + _mlp(block.mlp, x0_tab)
         out12 = _mlp(block.mlp, torch.stack([x1, x2]))  # [2, batch, d_model]: one matmul for both positions
@@ -186,7 +190,9 @@ def _attention_at_last(attn: Attention, x: torch.Tensor) -> torch.Tensor:
 
 def _mlp(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
     """x [..., d_model] -> [..., d_model]: `MLP.forward` without its cache."""
-    return F.relu(x @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
+    flat = x.reshape(-1, x.shape[-1])  # addmm is 2-D: the bias rides in the product instead of a pass of its own
+    hidden = torch.addmm(mlp.b_in, flat, mlp.W_in).relu_()  # in place: relu's backward reads its output only
+    return torch.addmm(mlp.b_out, hidden, mlp.W_out).view(*x.shape[:-1], -1)
 
 
 # -- small pieces ----------------------------------------------------------------------------------
@@ -204,12 +210,19 @@ def _gather(idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return F.embedding(idx, table.flatten(1)).view(len(idx), *table.shape[1:])
 
 
-def _mix(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Attention weights [batch, n_heads] times value rows through W_O, summed over heads -> [batch, d_model].
+def _mix(weights: torch.Tensor, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Attention weights [n_keys, batch, n_heads] times value rows, summed over keys -> [batch, n_heads, d_head].
 
-    rows: [batch, n_heads, d_model] per example (broadcast-multiply and sum, see the notes at the top), or
-    [n_heads, d_model] shared by the whole batch (one matmul, no [batch, n_heads, d_model] temporary).
+    rows: one per key, [batch, n_heads, d_head] per example or [n_heads, d_head] shared by the batch. The mix
+    stays in d_head space (W_O comes after, as one matmul): a quarter of the elementwise work of mixing
+    rows already through W_O.
     """
-    if rows.dim() == 2:
-        return weights @ rows
-    return (weights[..., None] * rows).sum(1)
+    out = weights[0, ..., None] * rows[0]
+    for i in range(1, len(rows)):
+        out = out + weights[i, ..., None] * rows[i]
+    return out
+
+
+def _through_w_o(attn: Attention, z: torch.Tensor) -> torch.Tensor:
+    """Per-head values z [..., n_heads, d_head] through W_O, summed over heads -> [..., d_model]."""
+    return z.flatten(-2) @ attn.W_O.flatten(0, 1)

@@ -148,7 +148,12 @@ class RunSession:
             if section not in RESUMABLE_SECTIONS:
                 raise ConfigError(f"a resumed run can only change {', '.join(RESUMABLE_SECTIONS)} values",
                                   source="--set", key=item.split("=", 1)[0])
+        trained_in = cfg.train.precision
         cfg = apply_overrides(cfg, list(overrides))
+        if cfg.train.precision != trained_in:  # the AdamW state and the run's numerics belong to one precision
+            raise ConfigError(f"expected the run's own precision on --resume ({trained_in!r}), got "
+                              f"{cfg.train.precision!r}; start a new run (or fork) to compare precisions",
+                              source="--set", key="train.precision")
         if max_steps is not None:
             cfg = cfg.replace("train", max_steps=max_steps)
         session = cls(cfg, run_dir, lock=lock, resumed=True)
