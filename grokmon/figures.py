@@ -133,24 +133,29 @@ def run_figure(report: dict[str, Any], path: Path) -> Path:
 
 
 def fork_figure(report: dict[str, Any], path: Path) -> Path:
-    """fork.json: dt against 1/lambda per branch (stable: dots, left out of the fit: crosses), each labelled
-    with its weight decay, and the fit dt = C / lambda as a line through the origin."""
+    """fork.json: dt against 1/lambda per branch (stable: dots, unstable: crosses), each labelled with its
+    weight decay, and dt = C / lambda through the origin fitted over every grokked branch (solid) and over the
+    stable ones (dashed, when they differ)."""
     fig, (ax,) = _new_figure(5.5, 4.2)
     grokked = [b for b in report["branches"] if b.get("dt") is not None and b["weight_decay"] > 0]
-    stable = [b for b in grokked if b["stable"] and b.get("status", "completed") == "completed"]
+    stable = [b for b in grokked if b["stable"]]
     other = [b for b in grokked if b not in stable]
-    fit = report.get("fit") or {}
-    if fit.get("C") is not None and grokked:
-        top = max(1 / b["weight_decay"] for b in grokked) * 1.08
+    fits = report.get("fits") or {}
+    top = max((1 / b["weight_decay"] for b in grokked), default=0.0) * 1.08
+    for subset, style in (("all_grokked", "-"), ("stable", "--")):
+        fit = fits.get(subset) or {}
+        if fit.get("C") is None or (subset == "stable" and fit.get("n") == (fits.get("all_grokked") or {}).get("n")):
+            continue
         r2 = fit.get("r2")
-        ax.plot([0, top], [0, fit["C"] * top], color="0.4", linewidth=1.0,
-                label=f"fit: dt = {fit['C']:.0f} / λ" + (f" (R² {r2:.3f})" if isinstance(r2, (int, float)) else ""))
+        ax.plot([0, top], [0, fit["C"] * top], color="0.4", linewidth=1.0, linestyle=style,
+                label=f"{subset.replace('_', ' ')}: dt = {fit['C']:.0f} / λ"
+                + (f" (R² {r2:.3f})" if isinstance(r2, (int, float)) else ""))
     if stable:
         ax.scatter([1 / b["weight_decay"] for b in stable], [b["dt"] for b in stable], color="tab:blue", s=24,
                    zorder=3, label="stable")
     if other:
         ax.scatter([1 / b["weight_decay"] for b in other], [b["dt"] for b in other], color="tab:red", marker="x",
-                   s=28, zorder=3, label="left out of the fit")
+                   s=28, zorder=3, label="unstable")
     for b in grokked:
         ax.annotate(f"λ={b['weight_decay']:g}", xy=(1 / b["weight_decay"], b["dt"]), xytext=(4, -8),
                     textcoords="offset points", fontsize=7, color="0.3")

@@ -59,7 +59,15 @@ def test_fork_cli_branches_replay_and_report(parent: Path) -> None:
     assert _core(other)[-1] != _core(same)[-1]
     # The tiny run groks in neither branch: the exit status says the fit had nothing, the files still say why.
     assert proc.returncode == 0, proc.stderr
-    assert report["fit"]["n_fit"] == 0 and "no branch grokked stably" in (forks / "fork.md").read_text()
+    md = (forks / "fork.md").read_text()
+    assert all(report["fits"][s]["n"] == 0 for s in ("all_grokked", "stable"))
+    assert "- all grokked: 0 branches; left out: 1 (did not grok by step 120), 4 (did not grok by step 120); " \
+        "nothing to fit" in md
+    # every branch is judged from the fork to its last evaluation, against the parent's level from memorisation
+    for b in report["branches"]:
+        assert b["stability_window"] == [60, 120] and b["window_end"] == "last evaluation"
+        assert isinstance(b["stable"], bool) and {"unstable_reason", "min_train_acc", "max_loss_ratio", "t_mem",
+                                                  "pre_fork_level", "dip_steps", "spike_steps"} <= set(b)
 
     report_cli = run_cli("report", str(forks), "--no-plot")
     assert report_cli.returncode == 0 and report_cli.stdout.startswith("| lambda | status")

@@ -1,6 +1,7 @@
 """`grokmon fork`: branch a run at its FSD ceiling (or a step) into runs that differ only in weight decay,
-then fit dt = C / lambda (docs/metrics.md). Writes RUN_DIR/forks/: a run directory per branch, fork.json and
-fork.md. The analysis is a pure function of the branches' metrics rows (`analyse_fork`).
+judge each branch's stability and fit dt against lambda (docs/metrics.md). Writes RUN_DIR/forks/: a run
+directory per branch, fork.json and fork.md. The analysis is pure: `analyse_branch` on a branch's metrics
+rows, `analyse_fork` and `seed_averaged_fits` on branch lines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from grokmon.errors import ConfigError
 from grokmon.experiments.jobs import JobResult, RunJob, final_status, run_jobs, running_line
 from grokmon.interventions import REPLAY_BLOCKERS
 from grokmon.metrics.forkfit import (
-    DIP_STEPS, PRE_FORK_STEPS, branch_stability, coefficient_of_variation, fit_inverse, spec_stability,
+    DIP_STEPS, SPIKE_FACTOR, branch_stability, coefficient_of_variation, law_fits, seed_average,
 )
 from grokmon.metrics.grokking import t_grok_of
 from grokmon.metrics.runs import run_events
@@ -153,18 +154,13 @@ def branch_config(cfg: Config, *, eval_every: int | None, after_grok: int, max_s
 
 
 def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One branch's line of fork.json from its metrics rows (the parent's rows before the fork included)."""
+    """One branch's line of fork.json from its metrics rows (the parent's rows up to the fork included: they
+    give the pre-fork loss level)."""
     evals = [r for r in rows if isinstance(r.get("val_acc"), (int, float))]
     after = [r for r in evals if r["step"] >= fork_step]
-    before = [r for r in evals if r["step"] <= fork_step]
     t_grok = t_grok_of([r["step"] for r in after], [r["val_acc"] for r in after])
-    later = [r for r in after if r["step"] > fork_step]
-    col = lambda rs, k: [r[k] for r in rs]  # noqa: E731
-    fork_loss = before[-1]["train_loss"] if before else float("nan")  # the last look before the fork
-    window = [r["train_loss"] for r in before if r["step"] >= fork_step - PRE_FORK_STEPS]
-    stab = branch_stability(max(window, default=float("nan")), col(later, "step"), col(later, "train_acc"),
-                            col(later, "train_loss"))
-    spec = spec_stability(fork_loss, col(later, "train_acc"), col(later, "train_loss"))
+    stab = branch_stability([r["step"] for r in evals], [r["train_acc"] for r in evals],
+                            [r["train_loss"] for r in evals], fork_step=fork_step, t_grok=t_grok)
     grok_row = next((r for r in after if r["step"] == t_grok), None)
     norm_sq = grok_row.get("weight_norm") if grok_row else None
     return {
@@ -172,31 +168,83 @@ def analyse_branch(fork_step: int, wd: float, rows: list[dict[str, Any]]) -> dic
         "t_grok": t_grok,
         "dt": None if t_grok is None else t_grok - fork_step,
         "stable": stab.stable,
-        "unstable_reason": stab.reason,
-        "min_train_acc": stab.min_train_acc,
-        "max_loss_ratio": stab.max_loss_ratio,
-        "dip_steps": stab.dip_steps,  # the longest train-acc dip below 0.99 after the fork, in steps
-        "spike_steps": stab.spike_steps,  # the longest train-loss excursion above 10x the pre-fork value
-        "stable_spec": spec.stable,  # SPEC's rule read literally (docs/metrics.md says why it is not the default)
-        "unstable_reason_spec": spec.reason,
+        "unstable_reason": "" if stab.stable else stab.reason,
+        "stability_note": stab.reason if stab.stable else "",  # what could not be judged on a stable branch
+        # judged: evaluations with window[0] < step <= window[1]; window_end says which rule ended it
+        "stability_window": list(stab.window) if stab.window else None,
+        "window_end": stab.window_end,
+        "t_mem": stab.t_mem,  # the parent's memorisation step, the start of the pre-fork level
+        "pre_fork_level": stab.pre_fork_level,  # median train loss from t_mem to the fork
+        "min_train_acc": stab.min_train_acc,  # in the window
+        "max_loss_ratio": stab.max_loss_ratio,  # highest train loss in the window / pre_fork_level
+        "dip_steps": stab.dip_steps,  # the longest train-acc dip below 0.99 in the window, in steps
+        "spike_steps": stab.spike_steps,  # the longest train-loss excursion above 10x the level in the window
         # ||theta||_2 at t_grok (the probe's weight_norm is the sum of squares)
         "mem_norm": math.sqrt(norm_sq) if isinstance(norm_sq, (int, float)) else None,
         "last_step": rows[-1]["step"] if rows else None,
     }
 
 
-def analyse_fork(fork_step: int, branches: list[dict[str, Any]], stable_key: str = "stable") -> dict[str, Any]:
-    """The fit over the branches that finished, grokked and are stable by `stable_key` (docs/metrics.md)."""
-    used = [b for b in branches if b[stable_key] and b["dt"] is not None and b["weight_decay"] > 0
-            and b.get("status", "completed") == "completed"]
-    out: dict[str, Any] = {"n_fit": len(used), "C": None, "r2": None, "monotone": None, "mem_norm_cv": None,
-                           "excluded": [b["weight_decay"] for b in branches if b not in used]}
-    if used:
-        fit = fit_inverse([b["weight_decay"] for b in used], [b["dt"] for b in used])
-        out.update(C=fit.c, r2=fit.r2, monotone=fit.monotone)
-        norms = [b["mem_norm"] for b in used if b["mem_norm"] is not None]
-        out["mem_norm_cv"] = coefficient_of_variation(norms)
-    return out
+SUBSETS = ("all_grokked", "stable")  # the fit sections of fork.json, in the order shown
+LAMBDA_UNIT = "absolute weight decay, as AdamW applies it, not lambda / lambda0; C in steps x weight decay"
+
+
+def exclusion_reason(branch: dict[str, Any], subset: str) -> str | None:
+    """Why a branch is left out of the `subset` fit ("all_grokked" or "stable"), or None if it is in."""
+    if subset not in SUBSETS:
+        raise ValueError(f"expected one of {SUBSETS}, got {subset!r}")
+    if branch["dt"] is None:
+        status = branch.get("status", "completed")
+        return f"did not grok by step {branch.get('last_step')}" + ("" if status == "completed" else f" ({status})")
+    if not branch["weight_decay"] > 0:
+        return "weight decay 0 has no 1/lambda"
+    if subset == "stable" and not branch["stable"]:
+        return f"unstable: {branch['unstable_reason']}"
+    return None
+
+
+def fit_section(branches: Sequence[dict[str, Any]], subset: str) -> dict[str, Any]:
+    """One fit section of fork.json: the branches in it, those left out and why, the three fits and the CV of
+    the memorisation norm over the branches in it."""
+    used = [b for b in branches if exclusion_reason(b, subset) is None]
+    norms = [b["mem_norm"] for b in used if b["mem_norm"] is not None]
+    return {
+        "weight_decays": [b["weight_decay"] for b in used],
+        "excluded": [{"weight_decay": b["weight_decay"], "name": b.get("name"), "reason": exclusion_reason(b, subset)}
+                     for b in branches if b not in used],
+        **law_fits([b["weight_decay"] for b in used], [b["dt"] for b in used]),
+        "mem_norm_cv": coefficient_of_variation(norms),
+    }
+
+
+def analyse_fork(branches: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """fork.json's "fits": the fit over every branch that grokked and over the stable ones (docs/metrics.md)."""
+    return {"lambda_unit": LAMBDA_UNIT, **{subset: fit_section(branches, subset) for subset in SUBSETS}}
+
+
+def seed_averaged_fits(reports: Sequence[dict[str, Any]], subset: str = "all_grokked") -> dict[str, Any]:
+    """The paper's fit: several forks (fork.json contents) of one task at different seeds, on one relative grid
+    (lambda / lambda0) and one lambda0. dt is averaged over seeds per factor, only where every seed's branch
+    is in `subset` (see exclusion_reason); the fits use the absolute lambda = factor x lambda0."""
+    if not reports:
+        raise ValueError("expected at least one fork")
+    lam0s = {r["lambda0"] for r in reports}
+    tasks = {tuple(sorted((k, v) for k, v in r.get("task", {}).items() if k != "seed")) for r in reports}
+    seeds = [r.get("task", {}).get("seed") for r in reports]
+    if len(lam0s) != 1 or len(tasks) != 1 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected forks of one task at distinct seeds with one lambda0, got lambda0 "
+                         f"{sorted(lam0s)}, seeds {seeds}, {len(tasks)} task(s)")
+    lam0 = lam0s.pop()
+    per_seed = [{round(b["weight_decay"] / lam0, 9): (b["dt"] if exclusion_reason(b, subset) is None else None)
+                 for b in r["branches"]} for r in reports]
+    avg = seed_average(lam0, per_seed)
+    return {
+        "subset": subset, "lambda0": lam0, "seeds": seeds, "lambda_unit": LAMBDA_UNIT,
+        "points": [{"factor": p.factor, "weight_decay": p.weight_decay, "dts": list(p.dts), "mean_dt": p.mean_dt,
+                    "sd": p.sd, "se": p.se} for p in avg.points],
+        "dropped": [{"factor": f, "seeds": [seeds[i] for i in missing]} for f, missing in avg.dropped],
+        **avg.fits,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +300,7 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
 
 
 def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence[JobResult]) -> dict[str, Any]:
-    """fork.json's content: the plan, one line per branch and the fit."""
+    """fork.json's content: the plan, one line per branch and the fits."""
     status = {r.name: r.status for r in results}
     branches = []
     for job, wd in zip(jobs, plan["weight_decays"]):
@@ -260,8 +308,7 @@ def collect_fork(plan: dict[str, Any], jobs: Sequence[RunJob], results: Sequence
         line = analyse_branch(plan["fork_step"], wd, rows)
         line.update(name=job.name, run_dir=job.run_dir, status=final_status(status.get(job.name), Path(job.run_dir)))
         branches.append(line)
-    return {**plan, "branches": branches, "fit": analyse_fork(plan["fork_step"], branches),
-            "fit_spec_stability": analyse_fork(plan["fork_step"], branches, "stable_spec")}
+    return {**plan, "branches": branches, "fits": analyse_fork(branches)}
 
 
 def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, out: Path | None = None,
@@ -306,33 +353,57 @@ def fmt_cell(value: Any, spec: str = "") -> str:
 
 
 def fork_table(report: dict[str, Any]) -> str:
-    lines = ["| lambda | status | t_grok | dt | stable | stable (single-evaluation rule) | memorisation norm | min train acc "
-             "| max loss ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| lambda | status | t_grok | dt | stable | judged over steps | min train acc | max loss ratio "
+             "| memorisation norm |", "|---|---|---|---|---|---|---|---|---|"]
     for b in report["branches"]:
-        stable = fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else "")
-        spec = fmt_cell(b.get("stable_spec"))
+        why = b["unstable_reason"] or b.get("stability_note", "")
+        stable = fmt_cell(b["stable"]) + (f" ({why})" if why else "")
+        window = b.get("stability_window")
+        judged = f"{window[0]}-{window[1]} ({b['window_end']})" if window else "-"
         lines.append(f"| {b['weight_decay']:g} | {b['status']} | {fmt_cell(b['t_grok'])} | {fmt_cell(b['dt'])} | "
-                     f"{stable} | "
-                     f"{spec} | {fmt_cell(b['mem_norm'], '.2f')} | {fmt_cell(b['min_train_acc'], '.4f')} | "
-                     f"{fmt_cell(b['max_loss_ratio'], '.3g')} |")
+                     f"{stable} | {judged} | {fmt_cell(b['min_train_acc'], '.4f')} | "
+                     f"{fmt_cell(b['max_loss_ratio'], '.3g')} | {fmt_cell(b['mem_norm'], '.2f')} |")
     return "\n".join(lines)
 
 
-def fit_line(fit: dict[str, Any], label: str = "fit") -> str:
-    if not fit["n_fit"]:
-        return f"{label}: no branch grokked stably; nothing to fit"
-    return (f"{label}: dt = C / lambda over {fit['n_fit']} branches: C = {fit['C']:.1f}, "
-            f"R^2 = {fmt_cell(fit['r2'], '.3f')}, dt strictly falling with lambda: {fmt_cell(fit['monotone'])}, "
-            f"CV of the memorisation norm: {fmt_cell(fit['mem_norm_cv'], '.3f')}")
+SUBSET_LABELS = {"all_grokked": "all grokked", "stable": "stable"}
+
+
+def fit_line(fit: dict[str, Any], label: str) -> str:
+    """One fit section as a few '- ' lines: the branches, then each model."""
+    left = "; left out: " + ", ".join(f"{e['weight_decay']:g} ({e['reason']})" for e in fit["excluded"]) \
+        if fit["excluded"] else ""
+    head = f"- {label}: {fit['n']} branch{'' if fit['n'] == 1 else 'es'}{left}"
+    if not fit["n"]:
+        return head + "; nothing to fit"
+    out = [head, f"  - dt = C / lambda: C = {fit['C']:.1f}, R^2 = {fmt_cell(fit['r2'], '.3f')}, "
+                 f"dt strictly falling with lambda: {fmt_cell(fit['monotone'])}"]
+    pw, ic = fit["power"], fit["intercept"]
+    if pw is not None:
+        ci = pw["alpha_ci95"]
+        out.append(f"  - dt = C * lambda^-alpha: alpha = {pw['alpha']:.3f}"
+                   + (f" (95 % CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else " (no CI with 2 points)")
+                   + f", C = {pw['C']:.1f}, R^2 of log dt = {fmt_cell(pw['r2_log'], '.3f')}")
+    if ic is not None:
+        out.append(f"  - dt = a + C / lambda: a = {ic['a']:.1f}, C = {ic['C']:.1f}, R^2 = {fmt_cell(ic['r2'], '.3f')}")
+    out.append(f"  - CV of the memorisation norm: {fmt_cell(fit['mem_norm_cv'], '.3f')}")
+    return "\n".join(out)
 
 
 def fit_lines(report: dict[str, Any]) -> str:
-    """The fit under our stability rule, and under the single-evaluation rule when that differs."""
-    out = [fit_line(report["fit"])]
-    spec = report.get("fit_spec_stability")
-    if spec is not None and spec != report["fit"]:
-        out.append(fit_line(spec, "fit with the single-evaluation stability rule"))
-    return "\n".join(out)
+    """Both fit sections: over every branch that grokked, and over the stable ones."""
+    fits = report["fits"]
+    head = f"Fits, lambda0 = {report['lambda0']:g}. lambda: {fits['lambda_unit']}."
+    return "\n".join([head] + [fit_line(fits[s], SUBSET_LABELS[s]) for s in SUBSETS])
+
+
+def level_line(report: dict[str, Any]) -> str:
+    """The pre-fork level the branches are judged against (the same parent rows for every branch)."""
+    b = next((b for b in report["branches"] if b.get("pre_fork_level") is not None), None)
+    if b is None:
+        return "No pre-fork loss level: the parent had not memorised by the fork."
+    return (f"Pre-fork level: median train loss {b['pre_fork_level']:.3g} over the parent's evaluations from "
+            f"t_mem {b['t_mem']} to the fork.")
 
 
 def fork_markdown(report: dict[str, Any]) -> str:
@@ -345,12 +416,11 @@ def fork_markdown(report: dict[str, Any]) -> str:
         "",
         f"Fork at step {report['fork_step']} ({report['fork_rule']}); lambda0 = {report['lambda0']:g}; "
         f"parent t_grok {fmt_cell(parent.get('t_grok'))}, t_fsd {fmt_cell(parent.get('t_fsd'))}, "
-        f"online {fmt_cell(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. A branch is unstable if "
-        f"its train acc stays below 0.99, or its train loss stays above 10x the highest train loss of the "
-        f"{PRE_FORK_STEPS} steps before the fork, for {DIP_STEPS} steps or more (the single-evaluation rule, any "
-        "single evaluation against the loss at the fork, is the other column). Unstable branches and branches "
-        "that did not grok are left out of the fit. Memorisation norm: ||theta||_2 at the branch's t_grok. "
-        "The max loss ratio is against the pre-fork value.",
+        f"online {fmt_cell(parent.get('t_fsd_online'))}. dt = t_grok(branch) - fork step. {level_line(report)} "
+        f"A branch is unstable if, after the fork and up to its own t_grok (to its last evaluation if it did not "
+        f"grok), its train acc stays below 0.99, or its train loss stays above {SPIKE_FACTOR:g}x the pre-fork "
+        f"level, for {DIP_STEPS} steps or more; the max loss ratio is over that window. Memorisation norm: "
+        "||theta||_2 at the branch's t_grok.",
         "",
         fork_table(report),
         "",
