@@ -66,16 +66,16 @@ def run_plot(rows: list[dict[str, Any]], marks: list[tuple[int, str]], *, width:
 
 
 def fork_plot(report: dict[str, Any], *, width: int = 80, height: int = 20, color: bool = True) -> str:
-    """Stable branches as one marker, unstable ones as another, the fit as a line through the origin (drawn
-    first, so the points stay visible on it); the key goes under the plot, where it covers nothing. No
-    branch grokked: one line, not an empty frame."""
+    """Stable branches as one marker, unstable ones as another, and the through-origin fit over every branch
+    that grokked as a line, drawn first so the points stay visible on it; the key goes under the plot, where
+    it covers nothing. No branch grokked: one line, not an empty frame."""
     grokked = [b for b in report["branches"] if b.get("dt") is not None and b["weight_decay"] > 0]
     if not grokked:
         return "dt against 1/lambda: no branch grokked, nothing to plot"
     _begin(width, height, color)
-    stable = [b for b in grokked if b["stable"] and b.get("status", "completed") == "completed"]
+    stable = [b for b in grokked if b["stable"]]
     other = [b for b in grokked if b not in stable]
-    fit = report.get("fit", {})
+    fit = (report.get("fits") or {}).get("all_grokked") or {}
     xs_all = [1 / b["weight_decay"] for b in grokked]
     key = []
     if fit.get("C") is not None:
@@ -90,7 +90,7 @@ def fork_plot(report: dict[str, Any], *, width: int = 80, height: int = 20, colo
         key.append("● stable")
     if other:
         plt.scatter([1 / b["weight_decay"] for b in other], [b["dt"] for b in other], marker="x")
-        key.append("x left out of the fit")
+        key.append("x unstable (left out of the stable fit)")
     plt.title(f"dt against 1/lambda (fork at step {format_steps(report['fork_step'])})")
     plt.xlabel("1 / lambda")
     plt.ylabel("dt (steps)")

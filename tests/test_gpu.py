@@ -105,3 +105,55 @@ def test_resume_on_the_device_is_exact(tiny: Config, deterministic_kernels: None
     assert [r["step"] for r in resumed] == [80, 100, 120, 140, 160]
     assert resumed == [r for r in full if r["step"] >= 80]
     assert full[-1]["train_loss"] != full[0]["train_loss"]  # it trained: the comparison is not of constants
+
+
+@requires_device
+def test_training_steps_do_not_wait_for_the_device(tiny: Config) -> None:
+    """Between evaluations a step never syncs the host with the GPU: torch's sync debug mode turns any
+    synchronising call (an .item(), a copy to the host, a data-dependent shape) into an error."""
+    if not ON_CUDA:
+        pytest.skip("the sync debug mode is CUDA's; on the CPU there is no device to wait for")
+    for precision in ("fp32", "bf16"):
+        engine = Engine(tiny.replace("train", device=DEVICE, precision=precision).replace("metrics", metrics_every=0))
+        for _ in range(3):  # warm-up: first-call allocations and cuBLAS handles may sync
+            engine.train_step()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(10):
+                engine.train_step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert engine.step == 13
+
+
+@requires_device
+def test_bf16_and_tf32_on_the_device(tiny: Config) -> None:
+    """bf16 trains with fp32 master weights on the device; train.tf32 sets torch's TF32 switches on CUDA."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        engine = Engine(tiny.replace("train", device=DEVICE, precision="bf16", tf32=True, max_steps=20,
+                                     eval_every=10).replace("metrics", metrics_every=0))
+        if ON_CUDA:
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        result = engine.run()
+        assert str(result.status) == "completed", result
+        assert {p.dtype for p in engine.model.parameters()} == {torch.float32}
+        assert all(torch.isfinite(p).all() for p in engine.model.parameters())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@requires_device
+def test_the_training_benchmark_runs_on_the_device() -> None:
+    """benchmarks/bench_train.py on the device, one short round: it prints each precision's fraction of the
+    matrix-product limit (the numbers themselves are for a person to read, not for a test)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    proc = subprocess.run([sys.executable, str(script), "--profile", "quick", "--device", DEVICE, "--rounds", "1",
+                           "--steps", "2"], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fp32" in proc.stdout and "bf16" in proc.stdout and "limit" in proc.stdout

@@ -44,5 +44,5 @@ def test_quick_profile_groks(tmp_path: Path) -> None:
     result = json.loads((out / "forks" / "fork.json").read_text())
     assert result["fork_step"] in (summary["t_fsd"], summary["t_fsd_online"])
     one, two = result["branches"]
-    assert one["stable"] and two["stable"] and 0 < two["dt"] < one["dt"]
-    assert result["fit"]["n_fit"] == 2 and result["fit"]["monotone"]
+    assert 0 < two["dt"] < one["dt"]
+    assert result["fits"]["all_grokked"]["n"] == 2 and result["fits"]["all_grokked"]["monotone"]

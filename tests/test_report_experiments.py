@@ -35,8 +35,7 @@ def write_fork(tmp_path: Path) -> Path:
     report = {"run_dir": str(tmp_path / "parent"), "task": {"op": "add", "p": 23}, "fork_step": FORK_STEP,
               "fork_rule": "given step", "lambda0": 1.0, "relative": False, "grid": list(BRANCHES),
               "weight_decays": list(BRANCHES), "parent": {"t_grok": 800, "t_fsd": 350, "t_fsd_online": 400},
-              "after_grok": 200, "fork_state": "", "branches": branches, "fit": analyse_fork(FORK_STEP, branches),
-              "fit_spec_stability": analyse_fork(FORK_STEP, branches, "stable_spec")}
+              "after_grok": 200, "fork_state": "", "branches": branches, "fits": analyse_fork(branches)}
     (forks / "fork.json").write_text(json.dumps(report, indent=2))
     return forks
 
