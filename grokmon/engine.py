@@ -385,7 +385,10 @@ class Engine:
             group["lr"] = lr
         bs = self.cfg.train.batch_size
         if bs and bs < len(self.train_idx):
-            pick = torch.randint(len(self.train_idx), (bs,), generator=self.batch_gen).to(self.device)
+            # Drawn on the host (one generator on every device: resumes are exact anywhere); non_blocking, so
+            # the copy of a pageable tensor returns once staged, without waiting for the device's queue.
+            pick = torch.randint(len(self.train_idx), (bs,), generator=self.batch_gen).to(self.device,
+                                                                                         non_blocking=True)
             tokens, labels = self.train_tokens[pick], self.train_labels[pick]
         else:
             tokens, labels = self.train_tokens, self.train_labels

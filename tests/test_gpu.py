@@ -113,8 +113,9 @@ def test_training_steps_do_not_wait_for_the_device(tiny: Config) -> None:
     synchronising call (an .item(), a copy to the host, a data-dependent shape) into an error."""
     if not ON_CUDA:
         pytest.skip("the sync debug mode is CUDA's; on the CPU there is no device to wait for")
-    for precision in ("fp32", "bf16"):
-        engine = Engine(tiny.replace("train", device=DEVICE, precision=precision).replace("metrics", metrics_every=0))
+    for precision, batch_size in (("fp32", 0), ("bf16", 0), ("fp32", 64)):  # 64: minibatches drawn on the host
+        engine = Engine(tiny.replace("train", device=DEVICE, precision=precision, batch_size=batch_size)
+                        .replace("metrics", metrics_every=0))
         for _ in range(3):  # warm-up: first-call allocations and cuBLAS handles may sync
             engine.train_step()
         torch.cuda.synchronize()
