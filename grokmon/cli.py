@@ -350,7 +350,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = run_report(run_dir)
         if args.json:
             keep = ("run_dir", "status", "steps", "final", "t_grok_50", "t_grok", "t_grok_99", "t_fsd",
-                    "t_fsd_online", "t_excluded", "lead", "missing", "provisional")
+                    "t_fsd_online", "t_excluded", "t_excluded_online", "excluded_offline", "lead", "missing",
+                    "provisional")
             print(dumps({k: report[k] for k in keep}))
         else:
             print(report_text(report), end="")

@@ -16,19 +16,28 @@ from grokmon.rundir.lock import run_status
 from grokmon.rundir.readers import read_config, read_events, read_json, read_rows, read_summary
 
 OFFLINE = ("t_fsd", "t_excluded", "lead")  # decided from the whole run: provisional until it ends
+# Statuses of a run that ended for good (its own rule, the user's stop, a non-finite loss). Any other (running,
+# interrupted, crashed, failed) can go on: its offline events, the final keys behind t_excluded included, may move.
+ENDED = ("completed", "stopped", "diverged")
 
 
 def run_report(run_dir: Path) -> dict[str, Any]:
-    """Everything the report shows, as data (also what --json prints)."""
+    """Everything the report shows, as data (also what --json prints). t_excluded (final keys) is the
+    summary's for a run that ended, else recomputed from the checkpoints (grokmon.offline)."""
+    from grokmon.offline import excluded_record
+
     cfg = read_config(run_dir)
     rows = read_rows(run_dir)
-    events = run_events(rows, cfg.metrics.alpha)
-    status = run_status(run_dir, read_summary(run_dir))
+    summary = read_summary(run_dir)
+    status = run_status(run_dir, summary)
     running = status == "running"
+    ended = status in ENDED
+    excluded = excluded_record(run_dir, summary if ended else None, rows, cfg)
+    events = run_events(rows, cfg.metrics.alpha, excluded)
     last = rows[-1] if rows else {}
     why = {k: why_missing(k, rows, events, running=running, metrics_on=cfg.metrics.metrics_every > 0)
            for k in EVENT_LABELS if events.get(k) is None}
-    provisional = [k for k in OFFLINE if running and events.get(k) is not None]
+    provisional = [k for k in OFFLINE if not ended and events.get(k) is not None]
     interventions = [e for e in read_events(run_dir) if e["type"] == "intervention"
                      and e.get("name") in BY_NAME and BY_NAME[e["name"]].marker is not None]
     return {"run_dir": str(run_dir), "status": status, "steps": last.get("step"), "final": last, **events,
@@ -41,16 +50,24 @@ def report_text(report: dict[str, Any]) -> str:
     lines = [f"{report['run_dir']}: {cfg.task.op} mod {cfg.task.p}, {cfg.model.n_layers} layer(s), status "
              f"{report['status']}, {len(rows)} evaluations to step {report['steps'] if rows else '-'}"]
     width = max(len(label) for label in EVENT_LABELS.values())
+    unfinished = "the run is still training" if report["status"] == "running" else \
+        f"the run has not finished ({report['status']})"
     for key, label in EVENT_LABELS.items():
         value = report.get(key)
         if value is None:
             cell = report["missing"].get(key, "-")
         else:
-            cell = f"{value:>6}" + ("  (provisional: the run is still training)" if key in report["provisional"]
-                                    else "")
+            cell = f"{value:>6}" + (f"  (provisional: {unfinished})" if key in report["provisional"] else "")
         lines.append(f"  {label:<{width}}  {cell}")
-    if report["status"] == "running" and report["provisional"]:
-        lines.append("  Offline events use the whole run and can move until it ends.")
+    offline = report.get("excluded_offline")
+    if offline:
+        keys = ", ".join(map(str, offline["key_freqs"])) or "none"
+        lines.append(f"  t_excluded: the final checkpoint's (step {offline['final_step']}) key frequencies {keys}, "
+                     f"excluded loss recomputed from {offline['n_checkpoints']} checkpoints; t_excluded_online: "
+                     "each checkpoint's own keys (metrics.jsonl excluded_loss).")
+    if report["provisional"]:
+        lines.append("  Offline events use the whole run (t_excluded its latest checkpoint's keys) and can move "
+                     "until it ends.")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grokmon.metrics.runs import run_events, why_missing
+from grokmon.metrics.runs import NOT_FROM_CHECKPOINTS, run_events, why_missing
 from grokmon.plots import format_steps, run_plot, step_ticks
 
 pytestmark = pytest.mark.unit
@@ -28,6 +28,10 @@ def test_missing_events_say_why_while_running_and_after() -> None:
     assert why_missing("t_fsd_online", never, run_events(never), running=False).startswith("never fired")
     grokked = _rows(0.99)
     assert why_missing("t_grok", grokked, run_events(grokked), running=False) == ""  # present: no reason
+    # t_excluded comes from checkpoints (grokmon.offline): from rows alone it says so; the online one has reasons.
+    assert why_missing("t_excluded", rows, ev, running=False) == NOT_FROM_CHECKPOINTS
+    assert why_missing("t_excluded_online", never, run_events(never), running=False) == "never memorised"
+    assert why_missing("t_excluded_online", rows, ev, running=True) == "not yet (no lasting rise)"
 
 
 @pytest.mark.parametrize(("lo", "hi", "labels"), [

@@ -1,5 +1,5 @@
 """`grokmon sweep`: every combination of --grid values and --seeds as a headless run under one sweep
-directory, then sweep.json and sweep.md (t_grok, t_fsd and lead per run; mean lead; sign test).
+directory, then sweep.json and sweep.md (t_grok, t_fsd, lead and t_excluded per run; mean lead; sign test).
 """
 
 from __future__ import annotations
@@ -73,15 +73,26 @@ def plan_sweep(base: Config, grid: list[tuple[str, list[str]]], seeds: Sequence[
 
 
 def collect_sweep(header: dict[str, Any], jobs: Sequence[RunJob], meta: Sequence[dict[str, Any]],
-                  results: Sequence[JobResult]) -> dict[str, Any]:
-    """sweep.json's content: one line per run from its summary.json, the mean lead and the sign test."""
+                  results: Sequence[JobResult], offline: bool = True) -> dict[str, Any]:
+    """sweep.json's content: one line per run from its summary.json, the mean lead and the sign test.
+
+    t_excluded (final checkpoint's key frequencies) is the summary's when it carries the offline record,
+    else, with `offline`, recomputed from the run's checkpoints (grokmon.offline; seconds per run);
+    t_excluded_missing says why it is None when it could not be computed."""
     status = {r.name: r.status for r in results}
     runs = []
     for job, m in zip(jobs, meta):
-        summary = read_summary(Path(job.run_dir)) or {}
+        summary = read_summary(Path(job.run_dir))
+        line = {k: (summary or {}).get(k) for k in ("t_grok", "t_fsd", "t_fsd_online", "t_excluded",
+                                                    "t_excluded_online", "lead", "steps", "wall_s")}
+        line["t_excluded_missing"] = None
+        if summary is not None and offline:
+            from grokmon.offline import excluded_record  # torch and the model: only when a run has ended
+
+            record = excluded_record(Path(job.run_dir), summary)
+            line["t_excluded"], line["t_excluded_missing"] = record["t_excluded"], record["missing"] or None
         runs.append({**m, "run_dir": job.run_dir, "status": final_status(status.get(job.name), Path(job.run_dir)),
-                     **{k: summary.get(k) for k in ("t_grok", "t_fsd", "t_fsd_online", "t_excluded", "lead",
-                                                    "steps", "wall_s")}})
+                     **line})
     leads = [r["lead"] for r in runs if isinstance(r["lead"], (int, float))]
     n_pos, n, p = sign_test(leads)
     return {**header, "runs": runs, "n_runs": len(runs),
@@ -93,16 +104,24 @@ def collect_sweep(header: dict[str, Any], jobs: Sequence[RunJob], meta: Sequence
 def sweep_markdown(report: dict[str, Any]) -> str:
     f = lambda v: "-" if v is None else str(v)  # noqa: E731
     keys = list(report["grid"])
-    head = "| run | " + " | ".join(keys) + " | seed | status | t_grok | t_fsd | t_fsd online | lead |"
+    head = ("| run | " + " | ".join(keys) + " | seed | status | t_grok | t_fsd | t_fsd online | lead | "
+            "t_excluded | t_excluded online |")
     lines = [f"# Sweep of profile `{report['profile']}`", "",
              f"{report['n_runs']} runs ({report['backend']} backend); {report['n_grokked']} grokked "
-             "(val_acc >= 0.95). lead = t_grok - t_fsd (offline FSD ceiling).", "",
-             head, "|" + "---|" * (len(keys) + 7)]
+             "(val_acc >= 0.95). lead = t_grok - t_fsd (offline FSD ceiling). t_excluded: the excluded loss's "
+             "lasting rise with the final checkpoint's key frequencies, recomputed from checkpoints; "
+             "t_excluded online: the same rule on the logged excluded_loss (each checkpoint's own keys).", "",
+             head, "|" + "---|" * (len(keys) + 9)]
+    notes = []
     for r in report["runs"]:
+        excluded = f(r.get("t_excluded"))
+        if r.get("t_excluded_missing"):
+            notes.append(f"- {r['name']}: t_excluded not computed: {r['t_excluded_missing']}.")
+            excluded = "n/a"
         lines.append(f"| {r['name']} | " + " | ".join(str(r["point"][k]) for k in keys) +
                      f" | {r['seed']} | {r['status']} | {f(r['t_grok'])} | {f(r['t_fsd'])} | "
-                     f"{f(r['t_fsd_online'])} | {f(r['lead'])} |")
-    lines.append("")
+                     f"{f(r['t_fsd_online'])} | {f(r['lead'])} | {excluded} | {f(r.get('t_excluded_online'))} |")
+    lines += [""] + notes + ([""] if notes else [])
     if report["n_leads"]:
         lines.append(f"Mean lead {report['mean_lead']:.0f} steps over {report['n_leads']} runs; positive in "
                      f"{report['n_positive']} of {report['sign_test_n']} non-zero leads; two-sided sign test "
@@ -135,7 +154,7 @@ def run_sweep(profile: str, grid_items: Sequence[str], seeds: Sequence[int], *, 
                           "choose another --out", source=str(sweep_dir))
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(sweep_dir / "sweep.json", collect_sweep(header, jobs, meta, []))  # the plan, before any run
+        write_json_atomic(sweep_dir / "sweep.json", collect_sweep(header, jobs, meta, [], offline=False))  # the plan
     except OSError as e:
         raise ConfigError(f"cannot write the sweep directory: {e.strerror or e}", source=str(sweep_dir)) from None
     log(f"sweep of {base.profile}: {len(jobs)} runs in {sweep_dir} ({backend}"

@@ -34,9 +34,14 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "failed": ("error",),
 }
 
-# summary.json: written when a run ends.
-RUN_EVENT_KEYS = ("t_grok_50", "t_grok", "t_grok_99", "t_fsd", "t_fsd_online", "t_excluded", "lead")
-SUMMARY_KEYS = ("final", "best") + RUN_EVENT_KEYS + ("status", "steps", "wall_s", "error")
+# summary.json: written when a run ends. t_excluded uses the final checkpoint's key frequencies (recomputed
+# from checkpoints, grokmon.offline); t_excluded_online the logged excluded_loss (each checkpoint's own keys).
+RUN_EVENT_KEYS = ("t_grok_50", "t_grok", "t_grok_99", "t_fsd", "t_fsd_online", "t_excluded", "t_excluded_online",
+                  "lead")
+SUMMARY_KEYS = ("final", "best") + RUN_EVENT_KEYS + ("excluded_offline", "status", "steps", "wall_s", "error")
+# summary.json's excluded_offline: how t_excluded was recomputed (grokmon.offline.OfflineExcluded.record).
+EXCLUDED_OFFLINE_KEYS = ("t_excluded", "key_freqs", "final_step", "n_checkpoints", "n_probed", "n_analysed",
+                         "missing")
 STATUSES = ("completed", "stopped", "interrupted", "diverged", "failed")
 
 
@@ -105,9 +110,27 @@ def clean_summary(raw: Any) -> dict[str, Any] | None:
     for key in RUN_EVENT_KEYS:
         value = raw.get(key)
         out[key] = int(value) if _is_int(value) else None  # lead may be negative
+    if "t_excluded_online" not in raw:  # written before the offline baseline: its t_excluded is the online one
+        out["t_excluded_online"], out["t_excluded"] = out["t_excluded"], None
+    out["excluded_offline"] = clean_excluded_offline(raw.get("excluded_offline"))
     out["steps"] = step_or_none(raw.get("steps"))
     out["wall_s"] = float(raw["wall_s"]) if _is_number(raw.get("wall_s")) else None
     out["final"] = raw.get("final") if isinstance(raw.get("final"), Mapping) else None
     out["best"] = raw.get("best") if isinstance(raw.get("best"), Mapping) else {}
     out["error"] = str(raw.get("error", "")) if raw.get("error") else ""
+    return out
+
+
+def clean_excluded_offline(raw: Any) -> dict[str, Any] | None:
+    """summary.json's excluded_offline record typed (EXCLUDED_OFFLINE_KEYS), or None if absent or unusable."""
+    if not isinstance(raw, Mapping):
+        return None
+    keys = raw.get("key_freqs")
+    if not isinstance(keys, list) or not all(_is_int(k) for k in keys):
+        return None
+    out: dict[str, Any] = {"t_excluded": step_or_none(raw.get("t_excluded")), "key_freqs": [int(k) for k in keys],
+                           "final_step": step_or_none(raw.get("final_step"))}
+    for key in ("n_checkpoints", "n_probed", "n_analysed"):
+        out[key] = step_or_none(raw.get(key)) or 0
+    out["missing"] = str(raw.get("missing") or "")
     return out
