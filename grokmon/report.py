@@ -14,11 +14,9 @@ from grokmon.metrics.runs import EVENT_LABELS, run_events, why_missing
 from grokmon.rundir.layout import is_run_dir
 from grokmon.rundir.lock import run_status
 from grokmon.rundir.readers import read_config, read_events, read_json, read_rows, read_summary
+from grokmon.rundir.records import ENDED
 
 OFFLINE = ("t_fsd", "t_excluded", "lead")  # decided from the whole run: provisional until it ends
-# Statuses of a run that ended for good (its own rule, the user's stop, a non-finite loss). Any other (running,
-# interrupted, crashed, failed) can go on: its offline events, the final keys behind t_excluded included, may move.
-ENDED = ("completed", "stopped", "diverged")
 
 
 def run_report(run_dir: Path) -> dict[str, Any]:

@@ -236,7 +236,8 @@ class RunSession:
             # The summary of an earlier end of this run no longer describes it: if this process dies, readers
             # must see a run without a summary (dead), not the old "completed".
             (self.run_dir / layout.SUMMARY).unlink(missing_ok=True)
-            self.rundir = RunDir(self.run_dir, resume_step=self.state.step if self.state is not None else None)
+            self.rundir = RunDir(self.run_dir, resume_step=self.state.step if self.state is not None else None,
+                                 excluded_analysis=_excluded_analysis)
         except OSError as e:
             self.release()
             raise ConfigError(f"cannot write the run directory: {e.strerror or e}", source=str(self.run_dir)) from None
@@ -338,3 +339,10 @@ def _copy_history(source: Path | None, run_dir: Path, step: int) -> None:
                 if row.get("type") != "checkpoint":  # the parent's checkpoints are not in this directory
                     lines.append(row)
         (run_dir / name).write_text("".join(dumps(r) + "\n" for r in lines))
+
+
+def _excluded_analysis(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's offline excluded-loss record (final keys, from the checkpoints), for RunDir."""
+    from grokmon.offline import excluded_record  # the model and torch: only when a run has ended
+
+    return excluded_record(run_dir, rows=rows)

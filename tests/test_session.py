@@ -200,3 +200,15 @@ def test_a_branch_starts_from_its_fork_point_with_its_commands(tiny: Config, tmp
     assert [r["step"] for r in rows] == [0, 20, 40, 60, 80]
     assert rows[1] == read_rows(parent)[1]  # the parent's history, copied
     assert all(r["weight_decay"] == 2.0 for r in rows if r["step"] > 40)
+
+
+def test_the_summary_of_an_ended_run_carries_the_offline_excluded_loss(tiny: Config, tmp_path: Path) -> None:
+    """At the end of a run the summary holds the excluded-loss record recomputed from the checkpoints with the
+    final checkpoint's keys (grokmon.offline), so that tables need not recompute it."""
+    run = tmp_path / "run"
+    cfg = tiny.replace("train", max_steps=60, eval_every=20, checkpoint_every=20).replace("metrics", metrics_every=1)
+    RunSession.new(cfg, run).run(handle_signals=False)
+    summary = json.loads((run / layout.SUMMARY).read_text())
+    record = summary["excluded_offline"]
+    assert summary["status"] == "completed" and record["final_step"] == 60
+    assert record["key_freqs"] == read_rows(run)[-1]["key_freqs"]  # the final checkpoint's keys are the last row's

@@ -43,6 +43,9 @@ SUMMARY_KEYS = ("final", "best") + RUN_EVENT_KEYS + ("excluded_offline", "status
 EXCLUDED_OFFLINE_KEYS = ("t_excluded", "key_freqs", "final_step", "n_checkpoints", "n_probed", "n_analysed",
                          "missing")
 STATUSES = ("completed", "stopped", "interrupted", "diverged", "failed")
+# Statuses of a run that ended for good (its own rule, the user's stop, a non-finite loss). Any other (running,
+# interrupted, crashed, failed) can go on: its offline events, the final keys behind t_excluded included, may move.
+ENDED = ("completed", "stopped", "diverged")
 
 
 def dumps(obj: Any) -> str:

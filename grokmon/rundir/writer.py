@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from grokmon import __version__
 from grokmon.errors import GrokmonError
@@ -19,7 +19,7 @@ from grokmon.events import Event, Evaluation, Failed, Finished, RunStarted, fini
 from grokmon.metrics.runs import summarise
 from grokmon.rundir import layout
 from grokmon.rundir.readers import read_json, read_jsonl
-from grokmon.rundir.records import dumps, event_record, valid_row
+from grokmon.rundir.records import ENDED, dumps, event_record, valid_row
 from grokmon.trainstate import TrainingState
 
 
@@ -68,8 +68,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 class RunDir:
     """Writes one run's directory. Use as a sink (call it with events) and as the engine's Checkpointer."""
 
-    def __init__(self, path: Path, *, resume_step: int | None = None) -> None:
+    def __init__(self, path: Path, *, resume_step: int | None = None,
+                 excluded_analysis: Callable[[Path, list[dict[str, Any]]], dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
+        # (run dir, rows) -> the offline excluded-loss record, at the summary of a run that has ended; given by
+        # the session (grokmon.offline), so that this layer stays free of the model
+        self.excluded_analysis = excluded_analysis
         self.ckpt_dir = self.path / layout.CHECKPOINTS
         self.rows: list[dict[str, Any]] = []
         self.status = "running"
@@ -194,7 +198,13 @@ class RunDir:
     # -- summary -----------------------------------------------------------------------------
 
     def write_summary(self, step: int, wall_s: float, error: str = "") -> None:
-        summary = summarise(self.rows, self.alpha)
+        excluded = None
+        if self.excluded_analysis is not None and self.status in ENDED:  # an interrupted run does not wait
+            try:
+                excluded = self.excluded_analysis(self.path, self.rows)
+            except Exception as exc:  # the analysis must never cost the run its summary
+                excluded = {"t_excluded": None, "missing": f"recomputation failed ({type(exc).__name__}: {exc})"}
+        summary = summarise(self.rows, self.alpha, excluded)
         summary.update({"status": self.status, "steps": step, "wall_s": round(wall_s, 3)})
         if error:
             summary["error"] = error
