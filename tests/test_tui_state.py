@@ -246,3 +246,11 @@ def test_schedule_note_says_what_the_schedule_will_do_then_when_it_did() -> None
     assert "schedule fsd: raised at step 1200" in status_text(s, "live").plain
     step = RunState({**CONFIG, "schedule": {"weight_decay": "step", "kappa": 2.0, "at_step": 3000}})
     assert step.schedule_note == "schedule step: x2 at step 3000"
+
+
+def test_the_status_bar_names_a_training_precision_other_than_fp32() -> None:
+    from grokmon.tui.status_bar import status_text
+
+    assert "precision" not in status_text(RunState(CONFIG), "live", "runs/x").plain
+    bf16 = RunState({**CONFIG, "train": {**CONFIG.get("train", {}), "precision": "bf16"}})
+    assert "precision bf16" in status_text(bf16, "live", "runs/x").plain
