@@ -407,8 +407,9 @@ def compare_precisions(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def load_forks(sources: Sequence[str]) -> list[dict[str, Any]]:
-    """Fork reports: from a collection file (name -> fork.json content) or fork directories (their fork.json)."""
-    reports = []
+    """Fork reports: from a collection file (name -> fork.json content) or fork directories (their fork.json,
+    named p{p}-s{seed}-at{step}); a name already taken gets -2, -3, ..."""
+    reports: list[dict[str, Any]] = []
     for src in map(Path, sources):
         if src.is_dir():
             report = read_json(src / "fork.json")
@@ -419,6 +420,11 @@ def load_forks(sources: Sequence[str]) -> list[dict[str, Any]]:
         else:
             data = json.loads(src.read_text())
             reports += [{"name": name, **r} for name, r in data.items()]
+    seen: dict[str, int] = {}
+    for r in reports:
+        seen[r["name"]] = seen.get(r["name"], 0) + 1
+        if seen[r["name"]] > 1:
+            r["name"] = f"{r['name']}-{seen[r['name']]}"
     return reports
 
 
@@ -428,12 +434,19 @@ def new_stability(branches: Sequence[dict[str, Any]]) -> bool:
 
 
 def fork_roles(reports: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str | None]]:
-    """name -> (role, variant_of): a fork at a step the fork rule chose is the result for its parent; a fork
-    of the same parent at a given step is a variant of it (a parent forked only at a given step: its result)."""
+    """name -> (role, of): a fork at a step the fork rule chose is the result for its parent; a fork of the
+    same parent at a given step is a "variant" of it (a parent forked only at a given step: its result). A fork
+    without the current stability verdicts is "superseded" by a rule-chosen fork of the same task and seed
+    that has them (the same training run forked again, its branches judged by the rule of docs/metrics.md)."""
+    task = lambda r: tuple(sorted(r["task"].items()))  # noqa: E731
     out = {}
     for r in reports:
+        newer = [o for o in reports if task(o) == task(r) and o["fork_rule"] != "given step"
+                 and new_stability(o["branches"]) and not new_stability(r["branches"])]
         ruled = [o for o in reports if o["run_dir"] == r["run_dir"] and o["fork_rule"] != "given step"]
-        if r["fork_rule"] == "given step" and ruled:
+        if newer:
+            out[r["name"]] = ("superseded", newer[0]["name"])
+        elif r["fork_rule"] == "given step" and ruled:
             out[r["name"]] = ("variant", ruled[0]["name"])
         else:
             out[r["name"]] = ("result", None)
@@ -460,16 +473,17 @@ def collect_forks(args: argparse.Namespace) -> dict[str, Any]:
         role, of = roles[r["name"]]
         forks.append({"name": r["name"], "p": r["task"]["p"], "seed": r["task"].get("seed"), "task": r["task"],
                       "lambda0": r["lambda0"], "fork_step": r["fork_step"], "fork_rule": r["fork_rule"],
-                      "role": role, "variant_of": of, "parent": r["parent"], "after_grok": r.get("after_grok"),
+                      "role": role, "role_of": of, "parent": r["parent"], "after_grok": r.get("after_grok"),
                       "stability_applied": applied, "branches": branches, "fits": fits, "old_fits": old})
-    forks.sort(key=lambda f: (f["p"], f["seed"] or 0, f["role"] != "result", f["fork_step"]))
+    order = {"result": 0, "variant": 1, "superseded": 2}
+    forks.sort(key=lambda f: (f["p"], f["seed"] or 0, order[f["role"]], f["fork_step"]))
     return {"experiment": "forks", **provenance(args), "paper": PAPER_FORK, "sources": args.from_ or
             ["docs/results/wd_fork.json"], "lambda_unit": LAMBDA_UNIT, "forks": forks,
             "stability": stability_note(forks), "seed_averaged": seed_groups(reports, forks)}
 
 
 def stability_note(forks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    missing = [f["name"] for f in forks if not f["stability_applied"]]
+    missing = [f["name"] for f in forks if not f["stability_applied"] and f["role"] != "superseded"]
     return {"applied_to": [f["name"] for f in forks if f["stability_applied"]], "not_applied_to": missing,
             "why_not": ("the branches' metrics rows are gone (their run directories were deleted); the collected "
                         "fork data keeps only dt and the old rules' verdicts, and the rule of docs/metrics.md "
@@ -731,6 +745,7 @@ def fit_cells(fit: dict[str, Any] | None) -> list[str]:
             fmt_cell(fit.get("mem_norm_cv"), ".3f")]
 
 
+R_SUBSETS = {"all_grokked": "all grokked", "stable": "stable (metrics.md)"}
 FIT_HEAD = ["C (steps x weight decay)", "R^2 of dt = C/lambda", "dt strictly falling", "alpha [95 % CI]",
             "dt = a + C/lambda", "CV of memorisation norm"]
 
@@ -747,12 +762,13 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
     st = data["stability"]
     if st["not_applied_to"]:
         lines += [f"**Stability not judged.** The stability rule of [metrics.md](../metrics.md) could not be applied to "
-                  f"{', '.join(st['not_applied_to'])}: {st['why_not']}. So no fit over the stable branches is given, "
-                  "only the fit over every branch that grokked. Beside it are the verdicts the forks recorded under "
+                  f"{', '.join(st['not_applied_to'])}: {st['why_not']}. For those forks no fit over the stable branches "
+                  "is given, only the fit over every branch that grokked. Beside it are the verdicts the forks recorded under "
                   "the old rules: the rule as first written, and the rule it was changed to after seeing these forks "
                   "(changed to admit the unchanged control branch).", ""]
     results = [f for f in forks if f["role"] == "result"]
     variants = [f for f in forks if f["role"] == "variant"]
+    superseded = [f for f in forks if f["role"] == "superseded"]
     row = lambda f: [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({f['fork_rule']})",  # noqa: E731
                      fmt_cell(f["parent"].get("t_grok")), f"{f['fits']['all_grokked']['n']} of {len(f['branches'])}",
                      *fit_cells(f["fits"]["all_grokked"])]
@@ -763,6 +779,18 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
         lines += ["## Variants (not the result)", "",
                   "A re-fork of the same parent at a given step, chosen after seeing the fork at the rule's point; "
                   "shown for comparison only.", ""] + table(head, map(row, variants)) + [""]
+    judged = [f for f in results + variants if f["stability_applied"]]
+    if judged:
+        lines += ["## Fits over the stable branches", "",
+                  "Stability as [metrics.md](../metrics.md) defines it: judged between the fork and the branch's own "
+                  "t_grok, against the median pre-fork train loss from memorisation on.", ""]
+        lines += table(["fork", "role", "stable branches that grokked", *FIT_HEAD],
+                       [[f["name"], f["role"], f"{f['fits']['stable']['n']} of {len(f['branches'])}",
+                         *fit_cells(f["fits"]["stable"])] for f in judged]) + [""]
+    if superseded:
+        lines += ["## Earlier forks of the same runs (superseded, not scored)", "",
+                  "Forks of the same task and seed from before the stability rule of metrics.md, replaced by a fork "
+                  "whose branches it judged.", ""] + table(head, map(row, superseded)) + [""]
     if any(f["old_fits"] for f in forks):
         lines += ["## The old stability rules' fits (as recorded, not recomputed)", ""]
         lines += table(["fork", "role", "R^2 over grokked branches (new fit)", "old rule (changed after seeing data): "
@@ -773,17 +801,28 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
     lines += seed_section(data) + ["## What reproduces and what does not", ""] + fork_verdicts(data) + [""]
     lines += ["## Branches", ""]
     for f in forks:
-        label = "result" if f["role"] == "result" else f"variant of {f['variant_of']}"
+        label = "result" if f["role"] == "result" else f"{f['role']}: see {f['role_of']}"
         lines += [f"{f['name']} (p = {f['p']}, seed {fmt_cell(f['seed'])}, lambda0 {f['lambda0']:g}, fork at step "
-                  f"{f['fork_step']}, {f['fork_rule']}; {label}):", ""]
-        lines += table(["lambda", "lambda / lambda0", "status", "t_grok", "dt", "in the fit", "memorisation norm",
-                        "min train acc after the fork (old record)", "stable (old rule, changed)",
-                        "stable (old rule, as first written)"],
-                       [[f"{b['weight_decay']:g}", f"{b['factor']:g}", b["status"], fmt_cell(b["t_grok"]),
-                         fmt_cell(b["dt"]), "yes" if exclusion_reason(b, "all_grokked") is None else "no",
-                         fmt_cell(b["mem_norm"], ".2f"), fmt_cell(b["min_train_acc"], ".3f"), fmt_cell(b["stable"]),
-                         fmt_cell(b.get("stable_spec"))] for b in f["branches"]]) + [""]
+                  f"{f['fork_step']}, {f['fork_rule']}; {label}):", ""] + branch_table(f) + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def branch_table(f: dict[str, Any]) -> list[str]:
+    """One fork's branches: with the stability verdicts of metrics.md where the fork has them, else the old
+    rules' verdicts as recorded."""
+    head = ["lambda", "lambda / lambda0", "status", "t_grok", "dt", "in the all-grokked fit", "memorisation norm"]
+    common = lambda b: [f"{b['weight_decay']:g}", f"{b['factor']:g}", b["status"], fmt_cell(b["t_grok"]),  # noqa: E731
+                        fmt_cell(b["dt"]), "yes" if exclusion_reason(b, "all_grokked") is None else "no",
+                        fmt_cell(b["mem_norm"], ".2f")]
+    if f["stability_applied"]:
+        return table(head + ["stable (metrics.md)", "judged over steps", "min train acc there"],
+                     [common(b) + [fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else ""),
+                                   "-" if not b["stability_window"] else "{}-{}".format(*b["stability_window"]),
+                                   fmt_cell(b["min_train_acc"], ".3f")] for b in f["branches"]])
+    return table(head + ["min train acc after the fork (old record)", "stable (old rule, changed)",
+                         "stable (old rule, as first written)"],
+                 [common(b) + [fmt_cell(b["min_train_acc"], ".3f"), fmt_cell(b["stable"]), fmt_cell(b.get("stable_spec"))]
+                  for b in f["branches"]])
 
 
 def seed_section(data: dict[str, Any]) -> list[str]:
@@ -804,7 +843,9 @@ def seed_section(data: dict[str, Any]) -> list[str]:
         dropped = "; ".join(f"{d['factor']:g} (no dt for seed {', '.join(map(str, d['seeds']))})" for d in fit["dropped"])
         out += ["", f"Factors left out: {dropped or 'none'}.", ""]
         out += table(["subset", "factors", *FIT_HEAD[:1], "seed-averaged R^2 of dt = C/lambda", *FIT_HEAD[2:5]],
-                     [["all grokked", fit["n"], *fit_cells(fit)[:5]]])
+                     [[R_SUBSETS[k], v["n"], *fit_cells(v)[:5]] for k, v in g["fits"].items()])
+        if "stable" not in g["fits"]:
+            out += ["", "No stable-subset fit: not every fork here has the stability verdicts of metrics.md."]
         a = g["per_seed_alpha_spread"]
         out += ["", f"alpha fitted per seed (each over its own grokked branches): "
                     f"{', '.join(f'{x:.2f}' for x in g['per_seed_alpha'])}; mean {fmt_cell(a['mean'], '.2f')}, "
@@ -817,6 +858,8 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
     claims: list[tuple[str, bool | None]] = []
     for g in data["seed_averaged"]:
         fit = g["fits"]["all_grokked"]
+        if "stable" in g["fits"] and g["fits"]["stable"]["n"]:
+            claims.append(alpha_claim(f"p = {g['p']}, seed-averaged over stable branches", g["fits"]["stable"]["power"]))
         claims.append((f"p = {g['p']}, seed-averaged: R^2 at least the paper's lowest {lo} (ours "
                        f"{fmt_cell(fit['r2'], '.3f')} over {fit['n']} factors)",
                        None if fit["r2"] is None else fit["r2"] >= lo))
@@ -839,7 +882,7 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
     missing = [p for p in data["paper"]["primes"] if p not in averaged]
     if missing:
         claims.append((f"seed-averaged fits for p = {', '.join(map(str, missing))} (forked at one seed only)", None))
-    if data["stability"]["not_applied_to"]:
+    if data["stability"]["not_applied_to"] and not any(f["stability_applied"] for f in data["forks"]):
         claims.append(("a fit over the stable branches (stability cannot be judged without the branches' rows)", None))
     cvs = [f["fits"]["all_grokked"]["mem_norm_cv"] for f in data["forks"] if f["role"] == "result"]
     cvs = [c for c in cvs if c is not None]

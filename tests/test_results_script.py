@@ -171,6 +171,30 @@ def test_a_steeper_law_is_reported_as_not_one_over_lambda(tmp_path: Path) -> Non
     assert "seed-averaged fits for p = 53, 97, 131" in verdicts  # one seed: the paper's fit cannot be made
 
 
+@pytest.mark.unit
+def test_a_fork_judged_by_the_current_rule_supersedes_the_old_one_of_the_same_run(tmp_path: Path) -> None:
+    dts = {0.5: 6000, 1.0: 3000, 2.0: 1500, 3.0: 1000}  # 6000 / lambda at lambda0 = 2
+    new = fork(53, 0, 1000, "offline t_fsd", dts)
+    del new["fit"], new["fit_spec_stability"]
+    for b in new["branches"]:  # grokmon fork's branch lines now: the rule of metrics.md judged each
+        b.update(stability_window=[1000, b["t_grok"]], window_end="t_grok")
+    new["branches"][-1].update(stable=False, unstable_reason="train acc below 0.99 for 300 steps before t_grok")
+    (tmp_path / "fork").mkdir()
+    (tmp_path / "fork" / "fork.json").write_text(json.dumps(new))
+    (tmp_path / "old.json").write_text(json.dumps({"p53-s0-at1000": fork(53, 0, 1000, "offline t_fsd", dts)}))
+    data = R.collect_forks(R.argparse.Namespace(from_=[str(tmp_path / "old.json"), str(tmp_path / "fork")],
+                                                commit=None, conditions=""))
+    roles = {f["name"]: (f["role"], f["role_of"]) for f in data["forks"]}
+    assert roles == {"p53-s0-at1000": ("superseded", "p53-s0-at1000-2"), "p53-s0-at1000-2": ("result", None)}
+    judged = data["forks"][0]
+    assert judged["fits"]["stable"]["n"] == 3 and judged["fits"]["all_grokked"]["n"] == 4
+    assert data["stability"]["not_applied_to"] == []
+    page = R.render_forks(data, "wd_fork_fits.json")
+    assert "**Stability not judged.**" not in page and "## Fits over the stable branches" in page
+    assert "## Earlier forks of the same runs (superseded, not scored)" in page
+    assert "no (train acc below 0.99 for 300 steps before t_grok) | 1000-2000 |" in page
+
+
 # ---------------------------------------------------------------------------------------------
 # precision
 
