@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -103,8 +103,8 @@ def sweep_plan(sweep_dir: Path) -> dict[str, Any]:
     cmd += [f"--grid {k}={','.join(v)}" for k, v in sweep.get("grid", {}).items()]
     cmd += [f"--seeds {','.join(str(s) for s in sweep.get('seeds', []))}"]
     cmd += [f"--set {o}" for o in sweep.get("overrides", [])] + [f"--out {sweep_dir}"]
-    runs = [{"name": r["name"], "seed": r.get("seed"), "run_dir": str(sweep_dir / r["name"]), "point": r.get("point", {})}
-            for r in sweep["runs"]]
+    runs = [{"name": r["name"], "seed": r.get("seed"), "run_dir": str(sweep_dir / r["name"]),
+             "point": r.get("point", {})} for r in sweep["runs"]]
     return {"dir": str(sweep_dir), "profile": sweep.get("profile"), "command": " ".join(cmd),
             "overrides": list(sweep.get("overrides", [])), "runs": runs}
 
@@ -178,8 +178,7 @@ def before(t_fsd: int | None, t_excluded: int | None, grokked: bool) -> bool | N
     return t_fsd < t_excluded
 
 
-def collect_lead_run(run_dir: Path, name: str, seed: int | None,
-                     offline: Callable[..., Any] | None = None) -> dict[str, Any]:
+def collect_lead_run(run_dir: Path, name: str, seed: int | None) -> dict[str, Any]:
     """One lead run: events from its rows, t_fsd per statistic recomputed from spectra.jsonl with the exact mu0,
     t_excluded from its checkpoints with the final keys (grokmon.offline), and the logged-vs-exact FSD check."""
     status, summary, rows = run_state(run_dir)
@@ -194,10 +193,10 @@ def collect_lead_run(run_dir: Path, name: str, seed: int | None,
     me = cfg.metrics
     logged = run_events(rows, me.alpha)
     t_grok = logged["t_grok"]
-    if offline is None:
-        from grokmon.offline import offline_excluded as offline  # torch and the model: only here
+    from grokmon.offline import offline_excluded  # torch and the model: only for a finished run
+
     try:
-        ex = offline(run_dir, rows, cfg=cfg, full=False)
+        ex = offline_excluded(run_dir, rows, cfg=cfg, full=False)
         excluded = {"t_excluded": ex.t_excluded, "key_freqs": list(ex.key_freqs), "excluded_final_step": ex.final_step,
                     "excluded_missing": ex.missing or None, "excluded_checkpoints": ex.n_checkpoints,
                     "excluded_seconds": round(ex.seconds, 1)}
@@ -274,8 +273,8 @@ def collect_lead(args: argparse.Namespace) -> dict[str, Any]:
             if line["p"] is None and "task.p" in r["point"]:  # not started: the plan says which prime
                 line["p"] = int(r["point"]["task.p"])
             runs.append({**line, "sweep": plan["dir"]})
-        sweeps.append({k: plan[k] for k in ("dir", "profile", "command", "overrides")} | {"n_planned": len(plan["runs"])}
-                      | {"wall": sweep_wall(runs[first:])})
+        sweeps.append({k: plan[k] for k in ("dir", "profile", "command", "overrides")}
+                      | {"n_planned": len(plan["runs"]), "wall": sweep_wall(runs[first:])})
     runs.sort(key=lambda r: (r["p"] or 0, r["seed"] if r["seed"] is not None else 0, r["name"]))
     done = [r for r in runs if r["done"]]
     checks = [r["mu0_check"] for r in done if "mu0_check" in r]
@@ -344,7 +343,8 @@ def precision_run(run_dir: Path, name: str, seed: int | None, profile: str | Non
     line: dict[str, Any] = {"name": name, "run_dir": str(run_dir), "profile": profile or cfg.get("profile"),
                             "precision": cfg.get("train", {}).get("precision") or name_precision(name),
                             "seed": seed if seed is not None else cfg.get("model", {}).get("seed"),
-                            "status": status, "done": status == "completed", "last_step": rows[-1]["step"] if rows else None}
+                            "status": status, "done": status == "completed",
+                            "last_step": rows[-1]["step"] if rows else None}
     if not line["done"]:
         return line
     ev = run_events(rows, cfg.get("metrics", {}).get("alpha", 0.05))
@@ -389,7 +389,8 @@ def compare_precisions(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         x, y = a[q], b[q]
         c = {"profile": a["profile"], "quantity": q, "fp32": x, "bf16": y, "diff": None, "spread": None,
              "beyond_spread": None, "why": ""}
-        if q == "t_grok" and a["n_done"] and b["n_done"] and a["n_grokked"] / a["n_done"] != b["n_grokked"] / b["n_done"]:
+        rates = [g["n_grokked"] / g["n_done"] for g in (a, b) if g["n_done"]]
+        if q == "t_grok" and len(rates) == 2 and rates[0] != rates[1]:
             c.update(beyond_spread=True, why=f"grokked in {a['n_grokked']} of {a['n_done']} fp32 runs and "
                                               f"{b['n_grokked']} of {b['n_done']} bf16 runs")
         if x["n"] >= 2 and y["n"] >= 2:
@@ -562,7 +563,8 @@ def render_lead(data: dict[str, Any], json_name: str) -> str:
     lines += ["Sweeps:", ""] + [f"    {s['command']}" for s in data["sweeps"]] + [""]
     lines += [f"**{data['n_done']} of {data['n_planned']} runs done.** Every count below is over the finished "
               "runs only." + (" Not finished: " + ", ".join(
-                  f"{r['name']} ({r['status']}" + (f", last step {r['last_step']})" if r["last_step"] is not None else ")")
+                  f"{r['name']} ({r['status']}"
+                  + (f", last step {r['last_step']})" if r["last_step"] is not None else ")")
                   for r in data["not_done"]) + "." if data["not_done"] else ""), ""]
     lines += weight_decay_notes(data)
     lines += ["Definitions ([metrics.md](../metrics.md)): t_grok is the first evaluation with val_acc >= 0.95 "
@@ -580,8 +582,9 @@ def render_lead(data: dict[str, Any], json_name: str) -> str:
              f"~{paper['sign_test_p']}", "all (their range)", "{}/{}".format(*paper["fsd_before_excluded"]), "-"]]
     for st in stats:
         s = data["summary"][st["key"]]
-        body.append([st["label"], s["n_leads"], fmt_cell(s["mean_lead"], ".0f"), f"{s['n_positive']}/{s['sign_test_n']}",
-                     p_text(s["sign_test_p"]), f"{s['inside_range']}/{s['n_leads']}",
+        body.append([st["label"], s["n_leads"], fmt_cell(s["mean_lead"], ".0f"),
+                     f"{s['n_positive']}/{s['sign_test_n']}", p_text(s["sign_test_p"]),
+                     f"{s['inside_range']}/{s['n_leads']}",
                      f"{s['n_fsd_before_excluded']}/{s['n_verdicts']}",
                      f"{s['n_fsd_before_excluded_online']}/{s['n_verdicts_online']}"])
     lines += table(head, body) + [""]
@@ -662,7 +665,8 @@ def lead_verdicts(data: dict[str, Any]) -> list[str]:
              f"{s['n_fsd_before_excluded']} of {s['n_verdicts']}, paper all)",
              (s["n_fsd_before_excluded"] == s["n_verdicts"]) if s["n_verdicts"] else None),
         ]
-        out += [f"**{st['label']}** ({s['n_done']} of {data['n_planned']} runs done):", ""] + verdict_paragraph(claims) + [""]
+        out += [f"**{st['label']}** ({s['n_done']} of {data['n_planned']} runs done):", ""]
+        out += verdict_paragraph(claims) + [""]
     return out
 
 
@@ -758,20 +762,23 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
               f"{data['lambda_unit']}.", "",
               f"Paper: R^2 {paper['r2_range'][0]}-{paper['r2_range'][1]} on {paper['r2_on']} for p in "
               f"{{{', '.join(map(str, paper['primes']))}}}; the 1/lambda law means alpha = {paper['alpha']:g} in "
-              "dt = C * lambda^-alpha. Our per-run R^2 is a different quantity from the paper's: one fork, one seed.", ""]
+              "dt = C * lambda^-alpha. Our per-run R^2 is a different quantity from the paper's: one fork, one "
+              "seed.", ""]
     st = data["stability"]
     if st["not_applied_to"]:
-        lines += [f"**Stability not judged.** The stability rule of [metrics.md](../metrics.md) could not be applied to "
-                  f"{', '.join(st['not_applied_to'])}: {st['why_not']}. For those forks no fit over the stable branches "
-                  "is given, only the fit over every branch that grokked. Beside it are the verdicts the forks recorded under "
-                  "the old rules: the rule as first written, and the rule it was changed to after seeing these forks "
-                  "(changed to admit the unchanged control branch).", ""]
+        lines += [f"**Stability not judged.** The stability rule of [metrics.md](../metrics.md) could not be applied "
+                  f"to {', '.join(st['not_applied_to'])}: {st['why_not']}. For those forks no fit over the stable "
+                  "branches is given, only the fit over every branch that grokked. Beside it are the verdicts the "
+                  "forks recorded under the old rules: the rule as first written, and the rule it was changed to "
+                  "after seeing these forks (changed to admit the unchanged control branch).", ""]
     results = [f for f in forks if f["role"] == "result"]
     variants = [f for f in forks if f["role"] == "variant"]
     superseded = [f for f in forks if f["role"] == "superseded"]
-    row = lambda f: [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({f['fork_rule']})",  # noqa: E731
-                     fmt_cell(f["parent"].get("t_grok")), f"{f['fits']['all_grokked']['n']} of {len(f['branches'])}",
-                     *fit_cells(f["fits"]["all_grokked"])]
+    def row(f: dict[str, Any]) -> list[Any]:
+        return [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({f['fork_rule']})",
+                fmt_cell(f["parent"].get("t_grok")), f"{f['fits']['all_grokked']['n']} of {len(f['branches'])}",
+                *fit_cells(f["fits"]["all_grokked"])]
+
     head = ["p", "seed", "lambda0", "fork step (rule)", "parent t_grok", "branches that grokked", *FIT_HEAD[:1],
             "per-run R^2 of dt = C/lambda", *FIT_HEAD[2:]]
     lines += ["## Forks at the rule's fork point (the results)", ""] + table(head, map(row, results)) + [""]
@@ -816,13 +823,13 @@ def branch_table(f: dict[str, Any]) -> list[str]:
                         fmt_cell(b["mem_norm"], ".2f")]
     if f["stability_applied"]:
         return table(head + ["stable (metrics.md)", "judged over steps", "min train acc there"],
-                     [common(b) + [fmt_cell(b["stable"]) + (f" ({b['unstable_reason']})" if b["unstable_reason"] else ""),
+                     [common(b) + [fmt_cell(b["stable"]) + (f" ({why})" if (why := b["unstable_reason"]) else ""),
                                    "-" if not b["stability_window"] else "{}-{}".format(*b["stability_window"]),
                                    fmt_cell(b["min_train_acc"], ".3f")] for b in f["branches"]])
     return table(head + ["min train acc after the fork (old record)", "stable (old rule, changed)",
                          "stable (old rule, as first written)"],
-                 [common(b) + [fmt_cell(b["min_train_acc"], ".3f"), fmt_cell(b["stable"]), fmt_cell(b.get("stable_spec"))]
-                  for b in f["branches"]])
+                 [common(b) + [fmt_cell(b["min_train_acc"], ".3f"), fmt_cell(b["stable"]),
+                               fmt_cell(b.get("stable_spec"))] for b in f["branches"]])
 
 
 def seed_section(data: dict[str, Any]) -> list[str]:
@@ -831,7 +838,8 @@ def seed_section(data: dict[str, Any]) -> list[str]:
         return ["## Seed-averaged fits", "", "No task was forked at two or more seeds.", ""]
     out = ["## Seed-averaged fits (the paper's kind)", "",
            "For each lambda / lambda0, dt averaged over the seeds whose branch grokked; a factor is kept only where "
-           "every seed's branch grokked. Error bars: the sample standard deviation over seeds (sd) and sd / sqrt(n).", ""]
+           "every seed's branch grokked. Error bars: the sample standard deviation over seeds (sd) and "
+           "sd / sqrt(n).", ""]
     for g in groups:
         fit = g["fits"]["all_grokked"]
         out += [f"p = {g['p']}, lambda0 {g['lambda0']:g}, seeds {', '.join(map(str, fit['seeds']))} "
@@ -840,7 +848,8 @@ def seed_section(data: dict[str, Any]) -> list[str]:
                      [[f"{p['factor']:g}", f"{p['weight_decay']:g}", ", ".join(str(int(d)) for d in p["dts"]),
                        f"{p['mean_dt']:.0f}", fmt_cell(p["sd"], ".0f"), fmt_cell(p["se"], ".0f")]
                       for p in fit["points"]])
-        dropped = "; ".join(f"{d['factor']:g} (no dt for seed {', '.join(map(str, d['seeds']))})" for d in fit["dropped"])
+        dropped = "; ".join(f"{d['factor']:g} (no dt for seed {', '.join(map(str, d['seeds']))})"
+                            for d in fit["dropped"])
         out += ["", f"Factors left out: {dropped or 'none'}.", ""]
         out += table(["subset", "factors", *FIT_HEAD[:1], "seed-averaged R^2 of dt = C/lambda", *FIT_HEAD[2:5]],
                      [[R_SUBSETS[k], v["n"], *fit_cells(v)[:5]] for k, v in g["fits"].items()])
@@ -859,7 +868,8 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
     for g in data["seed_averaged"]:
         fit = g["fits"]["all_grokked"]
         if "stable" in g["fits"] and g["fits"]["stable"]["n"]:
-            claims.append(alpha_claim(f"p = {g['p']}, seed-averaged over stable branches", g["fits"]["stable"]["power"]))
+            claims.append(alpha_claim(f"p = {g['p']}, seed-averaged over stable branches",
+                                      g["fits"]["stable"]["power"]))
         claims.append((f"p = {g['p']}, seed-averaged: R^2 at least the paper's lowest {lo} (ours "
                        f"{fmt_cell(fit['r2'], '.3f')} over {fit['n']} factors)",
                        None if fit["r2"] is None else fit["r2"] >= lo))
@@ -871,7 +881,8 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
         fit, name = f["fits"]["all_grokked"], f"{f['name']}"
         if f["p"] not in averaged:
             claims.append((f"{name}: per-run R^2 at least {lo} (ours {fmt_cell(fit['r2'], '.3f')}; one seed only, "
-                           "while the paper's range is for seed-averaged dt)", None if fit["r2"] is None else fit["r2"] >= lo))
+                           "while the paper's range is for seed-averaged dt)",
+                           None if fit["r2"] is None else fit["r2"] >= lo))
         claims.append(alpha_claim(name, fit["power"]))
         claims.append((f"{name}: dt falls strictly as lambda rises", fit["monotone"] if fit["n"] else None))
         failed = [b for b in f["branches"] if b["dt"] is None]
@@ -915,10 +926,11 @@ def render_precision(data: dict[str, Any], json_name: str) -> str:
     diffs = [r["fsd_exact_max_diff"] for r in data["runs"] if r["done"] and r.get("fsd_exact_max_diff") is not None]
     lines += ["bf16 runs the matrix products under autocast with fp32 master weights, optimiser state, loss and "
               "metrics. t_fsd is the offline FSD ceiling on the FSD the runs logged" + (
-                  f" (recomputed from their stored spectra with the exact mu0, it differs by at most {max(diffs):.1e} "
-                  f"over {len(diffs)} runs)" if diffs else "") + ". The train-loss floor is the lowest train loss over the "
-              "run (where softmax collapse would show) beside the final one. Wall times come from runs that shared "
-              "two cores with other sweeps: compare them only within one sweep.", ""]
+                  f" (recomputed from their stored spectra with the exact mu0, it differs by at most "
+                  f"{max(diffs):.1e} over {len(diffs)} runs)" if diffs else "")
+              + ". The train-loss floor is the lowest train loss over the run (where softmax collapse would show) "
+              "beside the final one. Wall times come from runs that shared two cores with other sweeps: compare "
+              "them only within one sweep.", ""]
     lines += ["## Runs", ""]
     lines += table(["profile", "precision", "seed", "status", "t_grok", "t_fsd", "final val acc",
                     "lowest train loss (step)", "final train loss", "steps", "wall time", "steps/s"],
@@ -946,7 +958,8 @@ def render_precision(data: dict[str, Any], json_name: str) -> str:
     lines += ["## fp32 against bf16", "", f"Rule: {data['rule']}.", ""]
     lines += table(["profile", "quantity", "fp32 mean", "bf16 mean", "bf16 - fp32", "larger range over seeds",
                     "beyond the seed spread"],
-                   [[c["profile"], QUANTITY_LABELS[c["quantity"]], fmt_cell(c["fp32"]["mean"], ".4g"), fmt_cell(c["bf16"]["mean"], ".4g"),
+                   [[c["profile"], QUANTITY_LABELS[c["quantity"]], fmt_cell(c["fp32"]["mean"], ".4g"),
+                     fmt_cell(c["bf16"]["mean"], ".4g"),
                      fmt_cell(c["diff"], ".4g"), fmt_cell(c["spread"], ".4g"),
                      fmt_cell(c["beyond_spread"]) + (f" ({c['why']})" if c["why"] else "")]
                     for c in data["comparisons"]]) + [""]

@@ -136,8 +136,10 @@ def test_exact_inverse_law_gives_alpha_one_and_the_seed_average_by_hand(tmp_path
     lam0 = 2.0  # dt = 6000 / lambda exactly for seed 0; seed 1 doubles it and never groks at factor 3
     s0 = {f: 6000 / (f * lam0) for f in (0.5, 1.0, 2.0, 3.0)}
     s1 = {0.5: 12000 / (0.5 * lam0), 1.0: 12000 / lam0, 2.0: 12000 / (2 * lam0), 3.0: None}
-    data = collect_forks(tmp_path, {"a": fork(53, 0, 1000, "offline t_fsd", s0), "b": fork(53, 1, 1200, "offline t_fsd", s1),
-                                    "c": fork(97, 0, 3000, "offline t_fsd", s0), "d": fork(97, 0, 500, "given step", s0)})
+    data = collect_forks(tmp_path, {"a": fork(53, 0, 1000, "offline t_fsd", s0),
+                                    "b": fork(53, 1, 1200, "offline t_fsd", s1),
+                                    "c": fork(97, 0, 3000, "offline t_fsd", s0),
+                                    "d": fork(97, 0, 500, "given step", s0)})
     a = next(f for f in data["forks"] if f["name"] == "a")["fits"]["all_grokked"]
     assert a["C"] == pytest.approx(6000) and a["r2"] == pytest.approx(1.0)  # C in absolute lambda units
     assert a["power"]["alpha"] == pytest.approx(1.0) and a["intercept"]["a"] == pytest.approx(0.0, abs=1e-6)
