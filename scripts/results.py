@@ -775,7 +775,10 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
     variants = [f for f in forks if f["role"] == "variant"]
     superseded = [f for f in forks if f["role"] == "superseded"]
     def row(f: dict[str, Any]) -> list[Any]:
-        return [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({f['fork_rule']})",
+        rule = f["fork_rule"] + ("; the parent's online FSD detector step"
+                                 if f["fork_rule"] == "given step" and f["fork_step"] == f["parent"].get("t_fsd_online")
+                                 else "")
+        return [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({rule})",
                 fmt_cell(f["parent"].get("t_grok")), f"{f['fits']['all_grokked']['n']} of {len(f['branches'])}",
                 *fit_cells(f["fits"]["all_grokked"])]
 
