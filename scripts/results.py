@@ -31,7 +31,7 @@ from grokmon.experiments.fork import LAMBDA_UNIT, exclusion_reason, fit_section,
 from grokmon.metrics.fsd import fsd
 from grokmon.metrics.grokking import OnlineCeilingDetector, fsd_ceiling_offline, lead, sign_test
 from grokmon.metrics.probe import null_rng
-from grokmon.metrics.runs import probed_rows, run_events
+from grokmon.metrics.runs import probed_rows, run_events, why_missing
 from grokmon.rundir.readers import read_config, read_json, read_jsonl, read_rows, read_summary
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -316,6 +316,7 @@ def collect_precision(args: argparse.Namespace) -> dict[str, Any]:
             groups.append({"profile": profile, "precision": precision, "n_done": len(rs),
                            "n_planned": sum(r["profile"] == profile and r["precision"] == precision for r in runs),
                            "seeds": [r["seed"] for r in rs], "n_grokked": sum(r["t_grok"] is not None for r in rs),
+                           "per_seed": {q: {str(r["seed"]): r[q] for r in rs} for q in COMPARED},
                            **{q: spread([r[q] for r in rs]) for q in PRECISION_QUANTITIES}})
     return {"experiment": "precision", **provenance(args), "sweeps": sweeps, "n_planned": len(runs),
             "n_done": len(done),
@@ -352,6 +353,7 @@ def precision_run(run_dir: Path, name: str, seed: int | None, profile: str | Non
     low = min(losses) if losses else (None, None)
     wall, steps = summary.get("wall_s"), summary.get("steps")
     line.update({k: ev[k] for k in ("t_grok_50", "t_grok", "t_grok_99", "t_fsd", "t_fsd_online")},
+                t_fsd_why=why_missing("t_fsd", rows, ev, running=False) or None,
                 final_val_acc=rows[-1].get("val_acc"), min_train_loss=low[0], min_train_loss_step=low[1],
                 final_train_loss=rows[-1].get("train_loss"), steps=steps, wall_s=wall,
                 steps_per_s=steps / wall if _num(wall) and wall > 0 and _num(steps) else None,
@@ -384,11 +386,13 @@ def compare_precisions(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     if "fp32" not in by or "bf16" not in by:
         return []
     a, b = by["fp32"], by["bf16"]
+    paired = {q: {s: y - x for s, x in a["per_seed"][q].items()
+                  if (y := b["per_seed"][q].get(s)) is not None and x is not None} for q in COMPARED}
     out = []
     for q in COMPARED:
         x, y = a[q], b[q]
         c = {"profile": a["profile"], "quantity": q, "fp32": x, "bf16": y, "diff": None, "spread": None,
-             "beyond_spread": None, "why": ""}
+             "beyond_spread": None, "why": "", "paired": paired.get(q, {})}
         rates = [g["n_grokked"] / g["n_done"] for g in (a, b) if g["n_done"]]
         if q == "t_grok" and len(rates) == 2 and rates[0] != rates[1]:
             c.update(beyond_spread=True, why=f"grokked in {a['n_grokked']} of {a['n_done']} fp32 runs and "
@@ -960,12 +964,18 @@ def render_precision(data: dict[str, Any], json_name: str) -> str:
     lines += wall_lines(data["sweeps"])
     lines += ["## fp32 against bf16", "", f"Rule: {data['rule']}.", ""]
     lines += table(["profile", "quantity", "fp32 mean", "bf16 mean", "bf16 - fp32", "larger range over seeds",
-                    "beyond the seed spread"],
+                    "beyond the seed spread", "bf16 - fp32 per seed (same init and split)"],
                    [[c["profile"], QUANTITY_LABELS[c["quantity"]], fmt_cell(c["fp32"]["mean"], ".4g"),
                      fmt_cell(c["bf16"]["mean"], ".4g"),
                      fmt_cell(c["diff"], ".4g"), fmt_cell(c["spread"], ".4g"),
-                     fmt_cell(c["beyond_spread"]) + (f" ({c['why']})" if c["why"] else "")]
+                     fmt_cell(c["beyond_spread"]) + (f" ({c['why']})" if c["why"] else ""),
+                     ", ".join(f"s{k}: {v:+.4g}" for k, v in c["paired"].items()) or "-"]
                     for c in data["comparisons"]]) + [""]
+    why: dict[str, list[str]] = {}
+    for r in data["runs"]:
+        if r["done"] and r["t_fsd"] is None and r.get("t_fsd_why"):
+            why.setdefault(r["t_fsd_why"], []).append(f"{r['profile']} {r['precision']} s{r['seed']}")
+    lines += [f"No t_fsd, {reason}: {', '.join(runs)}." for reason, runs in why.items()] + ([""] if why else [])
     lines += ["## What this says", ""] + precision_verdicts(data) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -990,7 +1000,9 @@ def precision_verdicts(data: dict[str, Any]) -> list[str]:
             verdict = "bf16 does not change grokking beyond the seed-to-seed spread"
         detail = t["why"] or (f"mean t_grok {t['fp32']['mean']:.0f} (fp32) against {t['bf16']['mean']:.0f} (bf16), a "
                               f"difference of {t['diff']:+.0f} steps against a range over seeds of {t['spread']:.0f}")
-        out.append(f"- {profile} (finished: {done}): {verdict}: {detail}. Lowest train loss over seeds: {floors}.")
+        pairs = ", ".join(f"s{k} {v:+.0f}" for k, v in t["paired"].items())
+        out.append(f"- {profile} (finished: {done}): {verdict}: {detail}. Paired by seed (same init and split), bf16 "
+                   f"- fp32 t_grok: {pairs or '-'}. Lowest train loss over seeds: {floors}.")
     return out or ["- No runs yet."]
 
 

@@ -234,6 +234,7 @@ def test_a_t_grok_shift_beyond_the_seed_range_is_called_a_change(tmp_path: Path)
     assert (run["t_grok"], run["min_train_loss"], run["final_train_loss"]) == (800, 1e-4, 2e-4)
     (c,) = [c for c in data["comparisons"] if c["quantity"] == "t_grok"]
     assert (c["diff"], c["spread"], c["beyond_spread"]) == (pytest.approx(300), 200, True)
+    assert c["paired"] == {"0": 300, "1": 300, "2": 300}  # the same seed's fp32 run: 500, 600, 700
     assert "bf16 changes grokking beyond the seed-to-seed spread" in page
     assert "**6 of 6 planned runs done.**" in page
 
