@@ -5,29 +5,26 @@ and one tiny real run collected end to end (FSD recomputed from its spectra equa
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grokmon.config import Config
+from grokmon.metrics.grokking import lead
 from grokmon.session import RunSession
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "results.py"
+# scripts/ is not a package: `python scripts/results.py` finds results_pages beside it on sys.path; so does this.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from results_pages import forks as F  # noqa: E402
+from results_pages import lead as L  # noqa: E402
+from results_pages import precision as P  # noqa: E402
 
-
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("results_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-R = load_script()
-KEYS = [k for k, *_ in R.STATISTICS]
+KEYS = [k for k, *_ in L.STATISTICS]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,9 +39,9 @@ def lead_run(name: str, t_grok: int | None, t_fsd: int | None, t_excluded: int |
     if not done:
         return line
     grokked = t_grok is not None
-    cell = {"m": 5, "t_fsd": t_fsd, "t_fsd_online": None, "lead": R.lead(t_grok, t_fsd),
-            "fsd_before_excluded": R.before(t_fsd, t_excluded, grokked),
-            "fsd_before_excluded_online": R.before(t_fsd, t_excluded, grokked)}
+    cell = {"m": 5, "t_fsd": t_fsd, "t_fsd_online": None, "lead": lead(t_grok, t_fsd),
+            "fsd_before_excluded": L.before(t_fsd, t_excluded, grokked),
+            "fsd_before_excluded_online": L.before(t_fsd, t_excluded, grokked)}
     return {**line, "t_grok_50": t_grok, "t_grok": t_grok, "t_grok_99": t_grok, "t_excluded": t_excluded,
             "t_excluded_online": t_excluded, "key_freqs": [3, 7], "n_key": 2, "excluded_missing": None,
             "steps": 9000, "wall_s": 600.0, "by_statistic": {k: dict(cell) for k in KEYS}}
@@ -52,13 +49,13 @@ def lead_run(name: str, t_grok: int | None, t_fsd: int | None, t_excluded: int |
 
 def lead_data(runs: list[dict]) -> dict:
     return {"experiment": "lead", "command": "python scripts/results.py collect lead", "collected_at_commit": "abc",
-            "trained_at_commit": "def", "conditions": "1 thread", "paper": R.PAPER_LEAD,
+            "trained_at_commit": "def", "conditions": "1 thread", "paper": L.PAPER_LEAD,
             "sweeps": [{"dir": "/x", "profile": "fsd", "command": "grokmon sweep fsd", "overrides": [], "n_planned": 15,
                         "wall": {"sum_run_wall_s": 3600.0, "span_s": 7200.0}}],
-            "statistics": [{"key": k, "label": label, "statistic": s, "m": m} for k, label, s, m in R.STATISTICS],
+            "statistics": [{"key": k, "label": label, "statistic": s, "m": m} for k, label, s, m in L.STATISTICS],
             "n_planned": 15, "n_done": sum(r["done"] for r in runs),
             "not_done": [{"name": r["name"], "status": r["status"], "last_step": None} for r in runs if not r["done"]],
-            "runs": runs, "summary": R.lead_summary(runs), "mu0": {"n_runs": 0}, "wall": {}}
+            "runs": runs, "summary": L.lead_summary(runs), "mu0": {"n_runs": 0}, "wall": {}}
 
 
 def section(page: str, title: str) -> str:
@@ -71,7 +68,7 @@ def test_four_of_five_positive_leads_give_the_sign_test_p_and_counts_by_hand() -
     runs = [lead_run("a", 5000, 4000, 4500), lead_run("b", 6000, 4000, 3000), lead_run("c", 3000, 2500, 2600),
             lead_run("d", 9000, 5000, 6000), lead_run("e", 2000, 2300, 2400),
             lead_run("f", None, 3000, 5000), lead_run("g", None, None, None, done=False)]
-    page = R.render_lead(lead_data(runs), "fsd_lead.json")
+    page = L.render_lead(lead_data(runs), "fsd_lead.json")
     default = next(line for line in section(page, "## Summary against the paper").splitlines()
                    if line.startswith("| top-5 overlap"))
     # runs with a lead, mean (1000+2000+500+4000-300)/5 = 1440, 4/5, p, inside 500-3000 (1000, 2000, 500), verdicts:
@@ -89,7 +86,7 @@ def test_four_of_five_positive_leads_give_the_sign_test_p_and_counts_by_hand() -
 @pytest.mark.unit
 def test_nine_positive_leads_inside_the_range_reproduce_the_paper() -> None:
     runs = [lead_run(f"r{i}", 4000 + 100 * i, 2500 + 100 * i, 3000 + 100 * i) for i in range(9)]  # leads 1500
-    page = R.render_lead(lead_data(runs), "fsd_lead.json")
+    page = L.render_lead(lead_data(runs), "fsd_lead.json")
     default = section(page, "## What reproduces and what does not").split("**top-3 overlap**")[0]
     p = 2 / 2 ** 9  # two-sided, 9 of 9 positive
     assert f"the sign test gives p < 0.05 (ours p = {p:.3g}" in default and "Does not reproduce: nothing." in default
@@ -99,10 +96,10 @@ def test_nine_positive_leads_inside_the_range_reproduce_the_paper() -> None:
 
 @pytest.mark.unit
 def test_a_run_that_did_not_grok_gets_no_verdict() -> None:
-    assert R.before(3000, 5000, grokked=False) is None
-    assert R.before(3000, 5000, grokked=True) is True
-    assert R.before(5000, 5000, grokked=True) is False  # the same step is not before
-    assert R.before(None, 5000, grokked=True) is None
+    assert L.before(3000, 5000, grokked=False) is None
+    assert L.before(3000, 5000, grokked=True) is True
+    assert L.before(5000, 5000, grokked=True) is False  # the same step is not before
+    assert L.before(None, 5000, grokked=True) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,8 +124,8 @@ def fork(p: int, seed: int, fork_step: int, rule: str, dts: dict[float, float | 
 def collect_forks(tmp_path: Path, reports: dict[str, dict]) -> dict:
     src = tmp_path / "wd_fork.json"
     src.write_text(json.dumps(reports))
-    args = R.argparse.Namespace(from_=[str(src)], commit=None, conditions="")
-    return R.collect_forks(args)
+    args = argparse.Namespace(from_=[str(src)], commit=None, conditions="")
+    return F.collect_forks(args)
 
 
 @pytest.mark.unit
@@ -151,7 +148,7 @@ def test_exact_inverse_law_gives_alpha_one_and_the_seed_average_by_hand(tmp_path
     assert fit["points"][0]["sd"] == pytest.approx(math.sqrt(2) * 3000)  # dts 6000 and 12000
     assert fit["C"] == pytest.approx(9000) and [d["factor"] for d in fit["dropped"]] == [3.0]
     assert data["forks"][0]["fits"]["stable"] is None and data["stability"]["not_applied_to"]
-    page = R.render_forks(data, "wd_fork_fits.json")
+    page = F.render_forks(data, "wd_fork_fits.json")
     assert "**Stability not judged.**" in page
     verdicts = section(page, "## What reproduces and what does not")
     assert "p = 53, seed-averaged: alpha = 1 inside the exponent's 95 % CI (ours alpha 1.00, CI [1.00, 1.00])" \
@@ -168,7 +165,7 @@ def test_a_steeper_law_is_reported_as_not_one_over_lambda(tmp_path: Path) -> Non
     data = collect_forks(tmp_path, {"a": fork(131, 0, 2000, "offline t_fsd", dts, lam0)})
     pw = data["forks"][0]["fits"]["all_grokked"]["power"]
     assert pw["alpha"] == pytest.approx(2.0, abs=0.05) and pw["alpha_ci95"][0] > 1.5
-    verdicts = section(R.render_forks(data, "wd_fork_fits.json"), "## What reproduces and what does not")
+    verdicts = section(F.render_forks(data, "wd_fork_fits.json"), "## What reproduces and what does not")
     assert "a: alpha = 1 inside the exponent's 95 % CI" in verdicts.split("Does not reproduce")[1].split("- Cannot")[0]
     assert "seed-averaged fits for p = 53, 97, 131" in verdicts  # one seed: the paper's fit cannot be made
 
@@ -184,14 +181,14 @@ def test_a_fork_judged_by_the_current_rule_supersedes_the_old_one_of_the_same_ru
     (tmp_path / "fork").mkdir()
     (tmp_path / "fork" / "fork.json").write_text(json.dumps(new))
     (tmp_path / "old.json").write_text(json.dumps({"p53-s0-at1000": fork(53, 0, 1000, "offline t_fsd", dts)}))
-    data = R.collect_forks(R.argparse.Namespace(from_=[str(tmp_path / "old.json"), str(tmp_path / "fork")],
-                                                commit=None, conditions=""))
+    data = F.collect_forks(argparse.Namespace(from_=[str(tmp_path / "old.json"), str(tmp_path / "fork")],
+                                              commit=None, conditions=""))
     roles = {f["name"]: (f["role"], f["role_of"]) for f in data["forks"]}
     assert roles == {"p53-s0-at1000": ("superseded", "p53-s0-at1000-2"), "p53-s0-at1000-2": ("result", None)}
     judged = data["forks"][0]
     assert judged["fits"]["stable"]["n"] == 3 and judged["fits"]["all_grokked"]["n"] == 4
     assert data["stability"]["not_applied_to"] == []
-    page = R.render_forks(data, "wd_fork_fits.json")
+    page = F.render_forks(data, "wd_fork_fits.json")
     assert "**Stability not judged.**" not in page and "## Fits over the stable branches" in page
     assert "## Earlier forks of the same runs (superseded, not scored)" in page
     assert "no (train acc below 0.99 for 300 steps before t_grok) | 1000-2000 |" in page
@@ -222,9 +219,9 @@ def precision_page(tmp_path: Path, bf16_t_grok: list[int | None]) -> tuple[dict,
     (root / "sweep.json").write_text(json.dumps({"profile": "quick", "grid": {"train.precision": ["fp32", "bf16"]},
                                                  "seeds": [0, 1, 2], "overrides": [], "runs": [
         {"name": f"precision{p}-s{s}", "seed": s} for p in ("fp32", "bf16") for s in range(3)]}))
-    args = R.argparse.Namespace(from_=[str(root)], commit="c0ffee", conditions="")
-    data = R.collect_precision(args)
-    return data, R.render_precision(data, "precision.json")
+    args = argparse.Namespace(from_=[str(root)], commit="c0ffee", conditions="")
+    data = P.collect_precision(args)
+    return data, P.render_precision(data, "precision.json")
 
 
 @pytest.mark.unit
@@ -256,7 +253,7 @@ def test_a_shift_inside_the_seed_range_is_not_and_a_bf16_run_that_never_groks_is
 def test_collect_lead_recomputes_the_logged_fsd_of_a_real_run(tiny: Config, tmp_path: Path) -> None:
     cfg = tiny.replace("metrics", metrics_every=1).replace("train", checkpoint_every=20, max_steps=100)
     RunSession.new(cfg, tmp_path / "run").run(handle_signals=False)
-    line = R.collect_lead_run(tmp_path / "run", "run", 0)
+    line = L.collect_lead_run(tmp_path / "run", "run", 0)
     assert line["done"] and line["p"] == 23
     check = line["mu0_check"]
     # This commit logs FSD with the exact mu0 and the same null draws: the recomputation must agree exactly.

@@ -1,0 +1,314 @@
+"""The weight-decay fork experiment (docs/results/wd_fork.*): collect fork reports, their roles and fits
+(grokmon.experiments.fork), and render the page from that JSON alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from grokmon.experiments.fork import LAMBDA_UNIT, exclusion_reason, fit_section, fmt_cell, seed_averaged_fits
+from grokmon.rundir.readers import read_json
+
+from .common import RESULTS, header, provenance, spread, table, verdict_paragraph
+
+R2_RANGE = (0.89, 0.99)  # the paper's R^2 range on seed-averaged dt
+
+# SPEC section 6 (Sivasankar 2026).
+PAPER_FORK = {"r2_range": list(R2_RANGE), "r2_on": "seed-averaged dt", "primes": [53, 97, 131], "alpha": 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# collect
+
+
+def load_forks(sources: Sequence[str]) -> list[dict[str, Any]]:
+    """Fork reports: from a collection file (name -> fork.json content) or fork directories (their fork.json,
+    named p{p}-s{seed}-at{step}); a name already taken gets -2, -3, ..."""
+    reports: list[dict[str, Any]] = []
+    for src in map(Path, sources):
+        if src.is_dir():
+            report = read_json(src / "fork.json")
+            if report is None:
+                raise SystemExit(f"{src}: no readable fork.json")
+            task = report.get("task", {})
+            reports.append({"name": f"p{task.get('p')}-s{task.get('seed')}-at{report['fork_step']}", **report})
+        else:
+            data = json.loads(src.read_text())
+            reports += [{"name": name, **r} for name, r in data.items()]
+    seen: dict[str, int] = {}
+    for r in reports:
+        seen[r["name"]] = seen.get(r["name"], 0) + 1
+        if seen[r["name"]] > 1:
+            r["name"] = f"{r['name']}-{seen[r['name']]}"
+    return reports
+
+
+def new_stability(branches: Sequence[dict[str, Any]]) -> bool:
+    """True when the branches carry the current stability rule's verdicts (fork.json from grokmon fork now)."""
+    return bool(branches) and all("stability_window" in b for b in branches)
+
+
+def fork_roles(reports: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str | None]]:
+    """name -> (role, of): a fork at a step the fork rule chose is the result for its parent; a fork of the
+    same parent at a given step is a "variant" of it (a parent forked only at a given step: its result). A fork
+    without the current stability verdicts is "superseded" by a rule-chosen fork of the same task and seed
+    that has them (the same training run forked again, its branches judged by the rule of docs/metrics.md)."""
+    task = lambda r: tuple(sorted(r["task"].items()))  # noqa: E731
+    out = {}
+    for r in reports:
+        newer = [o for o in reports if task(o) == task(r) and o["fork_rule"] != "given step"
+                 and new_stability(o["branches"]) and not new_stability(r["branches"])]
+        ruled = [o for o in reports if o["run_dir"] == r["run_dir"] and o["fork_rule"] != "given step"]
+        if newer:
+            out[r["name"]] = ("superseded", newer[0]["name"])
+        elif r["fork_rule"] == "given step" and ruled:
+            out[r["name"]] = ("variant", ruled[0]["name"])
+        else:
+            out[r["name"]] = ("result", None)
+    return out
+
+
+BRANCH_KEYS = ("name", "weight_decay", "status", "t_grok", "dt", "last_step", "mem_norm", "min_train_acc",
+               "stable", "unstable_reason", "stable_spec", "unstable_reason_spec", "stability_window")
+
+
+def collect_forks(args: argparse.Namespace) -> dict[str, Any]:
+    reports = load_forks(args.from_ or [str(RESULTS / "wd_fork.json")])
+    roles = fork_roles(reports)
+    forks = []
+    for r in reports:
+        branches = [{k: b.get(k) for k in BRANCH_KEYS} | {"factor": b["weight_decay"] / r["lambda0"]}
+                    for b in r["branches"]]
+        applied = new_stability(r["branches"])
+        fits = {"all_grokked": fit_section(branches, "all_grokked"),
+                "stable": fit_section(branches, "stable") if applied else None}
+        old = {}
+        if "fit" in r:  # fork.json before the stability rule of docs/metrics.md: its own verdicts and fits
+            old = {"changed_rule": r["fit"], "as_first_written": r.get("fit_spec_stability")}
+        role, of = roles[r["name"]]
+        forks.append({"name": r["name"], "p": r["task"]["p"], "seed": r["task"].get("seed"), "task": r["task"],
+                      "lambda0": r["lambda0"], "fork_step": r["fork_step"], "fork_rule": r["fork_rule"],
+                      "role": role, "role_of": of, "parent": r["parent"], "after_grok": r.get("after_grok"),
+                      "stability_applied": applied, "branches": branches, "fits": fits, "old_fits": old})
+    order = {"result": 0, "variant": 1, "superseded": 2}
+    forks.sort(key=lambda f: (f["p"], f["seed"] or 0, order[f["role"]], f["fork_step"]))
+    return {"experiment": "forks", **provenance(args), "paper": PAPER_FORK, "sources": args.from_ or
+            ["docs/results/wd_fork.json"], "lambda_unit": LAMBDA_UNIT, "forks": forks,
+            "stability": stability_note(forks), "seed_averaged": seed_groups(reports, forks)}
+
+
+def stability_note(forks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    missing = [f["name"] for f in forks if not f["stability_applied"] and f["role"] != "superseded"]
+    return {"applied_to": [f["name"] for f in forks if f["stability_applied"]], "not_applied_to": missing,
+            "why_not": ("the branches' metrics rows are gone (their run directories were deleted); the collected "
+                        "fork data keeps only dt and the old rules' verdicts, and the rule of docs/metrics.md "
+                        "(stability judged between the fork and the branch's own t_grok, against the pre-fork "
+                        "train loss from memorisation on) needs each branch's train accuracy and train loss at "
+                        "every evaluation") if missing else ""}
+
+
+def seed_groups(reports: Sequence[dict[str, Any]], forks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seed-averaged fits (the paper's) over the result forks of one task and lambda0 at 2 or more seeds."""
+    role = {f["name"]: f["role"] for f in forks}
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in reports:
+        if role[r["name"]] == "result":
+            task = tuple(sorted((k, v) for k, v in r["task"].items() if k != "seed"))
+            groups.setdefault((task, r["lambda0"]), []).append(r)
+    out = []
+    for (task, lam0), rs in groups.items():
+        if len({r["task"].get("seed") for r in rs}) < 2:
+            continue
+        rs = sorted(rs, key=lambda r: r["task"].get("seed"))
+        per_seed = [next(f for f in forks if f["name"] == r["name"])["fits"]["all_grokked"] for r in rs]
+        alphas = [f["power"]["alpha"] for f in per_seed if f["power"]]
+        subsets = ["all_grokked"] + (["stable"] if all(new_stability(r["branches"]) for r in rs) else [])
+        out.append({"p": dict(task)["p"], "task": dict(task), "lambda0": lam0, "forks": [r["name"] for r in rs],
+                    "fits": {s: seed_averaged_fits(rs, s) for s in subsets},
+                    "per_seed_alpha": alphas, "per_seed_alpha_spread": spread(alphas)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# render
+
+
+def fit_cells(fit: dict[str, Any] | None) -> list[str]:
+    """C, R^2, monotone, alpha [CI], intercept a / C / R^2 of one fit section (law_fits keys)."""
+    if not fit or not fit["n"]:
+        return ["-"] * 6
+    pw, ic = fit["power"], fit["intercept"]
+    alpha = "-" if pw is None else f"{pw['alpha']:.2f}" + (
+        f" [{pw['alpha_ci95'][0]:.2f}, {pw['alpha_ci95'][1]:.2f}]" if pw["alpha_ci95"] else " (no CI: 2 points)")
+    inter = "-" if ic is None else f"a = {ic['a']:.0f}, C = {ic['C']:.0f}, R^2 {fmt_cell(ic['r2'], '.3f')}"
+    return [f"{fit['C']:.0f}", fmt_cell(fit["r2"], ".3f"), fmt_cell(fit["monotone"]), alpha, inter,
+            fmt_cell(fit.get("mem_norm_cv"), ".3f")]
+
+
+R_SUBSETS = {"all_grokked": "all grokked", "stable": "stable (metrics.md)"}
+FIT_HEAD = ["C (steps x weight decay)", "R^2 of dt = C/lambda", "dt strictly falling", "alpha [95 % CI]",
+            "dt = a + C/lambda", "CV of memorisation norm"]
+
+
+def render_forks(data: dict[str, Any], json_name: str) -> str:
+    paper, forks = data["paper"], data["forks"]
+    lines = header(data, "Weight-decay forks: does dt follow 1/lambda?", json_name)
+    lines += [f"Input: {', '.join(data['sources'])} (the forks' fork.json contents). Every fit is recomputed here "
+              "with grokmon.metrics.forkfit from each branch's weight decay and dt. lambda is the "
+              f"{data['lambda_unit']}.", "",
+              f"Paper: R^2 {paper['r2_range'][0]}-{paper['r2_range'][1]} on {paper['r2_on']} for p in "
+              f"{{{', '.join(map(str, paper['primes']))}}}; the 1/lambda law means alpha = {paper['alpha']:g} in "
+              "dt = C * lambda^-alpha. Our per-run R^2 is a different quantity from the paper's: one fork, one "
+              "seed.", ""]
+    st = data["stability"]
+    if st["not_applied_to"]:
+        lines += [f"**Stability not judged.** The stability rule of [metrics.md](../metrics.md) could not be applied "
+                  f"to {', '.join(st['not_applied_to'])}: {st['why_not']}. For those forks no fit over the stable "
+                  "branches is given, only the fit over every branch that grokked. Beside it are the verdicts the "
+                  "forks recorded under the old rules: the rule as first written, and the rule it was changed to "
+                  "after seeing these forks (changed to admit the unchanged control branch).", ""]
+    results = [f for f in forks if f["role"] == "result"]
+    variants = [f for f in forks if f["role"] == "variant"]
+    superseded = [f for f in forks if f["role"] == "superseded"]
+    def row(f: dict[str, Any]) -> list[Any]:
+        rule = f["fork_rule"] + ("; the parent's online FSD detector step"
+                                 if f["fork_rule"] == "given step" and f["fork_step"] == f["parent"].get("t_fsd_online")
+                                 else "")
+        return [f["p"], fmt_cell(f["seed"]), f"{f['lambda0']:g}", f"{f['fork_step']} ({rule})",
+                fmt_cell(f["parent"].get("t_grok")), f"{f['fits']['all_grokked']['n']} of {len(f['branches'])}",
+                *fit_cells(f["fits"]["all_grokked"])]
+
+    head = ["p", "seed", "lambda0", "fork step (rule)", "parent t_grok", "branches that grokked", *FIT_HEAD[:1],
+            "per-run R^2 of dt = C/lambda", *FIT_HEAD[2:]]
+    lines += ["## Forks at the rule's fork point (the results)", ""] + table(head, map(row, results)) + [""]
+    if variants:
+        lines += ["## Variants (not the result)", "",
+                  "A re-fork of the same parent at a given step, chosen after seeing the fork at the rule's point; "
+                  "shown for comparison only.", ""] + table(head, map(row, variants)) + [""]
+    judged = [f for f in results + variants if f["stability_applied"]]
+    if judged:
+        lines += ["## Fits over the stable branches", "",
+                  "Stability as [metrics.md](../metrics.md) defines it: judged between the fork and the branch's own "
+                  "t_grok, against the median pre-fork train loss from memorisation on.", ""]
+        lines += table(["fork", "role", "stable branches that grokked", *FIT_HEAD],
+                       [[f["name"], f["role"], f"{f['fits']['stable']['n']} of {len(f['branches'])}",
+                         *fit_cells(f["fits"]["stable"])] for f in judged]) + [""]
+    if superseded:
+        lines += ["## Earlier forks of the same runs (superseded, not scored)", "",
+                  "Forks of the same task and seed from before the stability rule of metrics.md, replaced by a fork "
+                  "whose branches it judged.", ""] + table(head, map(row, superseded)) + [""]
+    if any(f["old_fits"] for f in forks):
+        lines += ["## The old stability rules' fits (as recorded, not recomputed)", ""]
+        lines += table(["fork", "role", "R^2 over grokked branches (new fit)", "old rule (changed after seeing data): "
+                        "R^2 (branches fitted)", "rule as first written: R^2 (branches fitted)"],
+                       [[f["name"], f["role"], fmt_cell(f["fits"]["all_grokked"]["r2"], ".3f")] +
+                        [f"{fmt_cell(o['r2'], '.3f')} ({o['n_fit']})" if (o := f["old_fits"].get(k)) else "-"
+                         for k in ("changed_rule", "as_first_written")] for f in forks if f["old_fits"]]) + [""]
+    lines += seed_section(data) + ["## What reproduces and what does not", ""] + fork_verdicts(data) + [""]
+    lines += ["## Branches", ""]
+    for f in forks:
+        label = "result" if f["role"] == "result" else f"{f['role']}: see {f['role_of']}"
+        lines += [f"{f['name']} (p = {f['p']}, seed {fmt_cell(f['seed'])}, lambda0 {f['lambda0']:g}, fork at step "
+                  f"{f['fork_step']}, {f['fork_rule']}; {label}):", ""] + branch_table(f) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def branch_table(f: dict[str, Any]) -> list[str]:
+    """One fork's branches: with the stability verdicts of metrics.md where the fork has them, else the old
+    rules' verdicts as recorded."""
+    head = ["lambda", "lambda / lambda0", "status", "t_grok", "dt", "in the all-grokked fit", "memorisation norm"]
+    common = lambda b: [f"{b['weight_decay']:g}", f"{b['factor']:g}", b["status"], fmt_cell(b["t_grok"]),  # noqa: E731
+                        fmt_cell(b["dt"]), "yes" if exclusion_reason(b, "all_grokked") is None else "no",
+                        fmt_cell(b["mem_norm"], ".2f")]
+    if f["stability_applied"]:
+        return table(head + ["stable (metrics.md)", "judged over steps", "min train acc there"],
+                     [common(b) + [fmt_cell(b["stable"]) + (f" ({why})" if (why := b["unstable_reason"]) else ""),
+                                   "-" if not b["stability_window"] else "{}-{}".format(*b["stability_window"]),
+                                   fmt_cell(b["min_train_acc"], ".3f")] for b in f["branches"]])
+    return table(head + ["min train acc after the fork (old record)", "stable (old rule, changed)",
+                         "stable (old rule, as first written)"],
+                 [common(b) + [fmt_cell(b["min_train_acc"], ".3f"), fmt_cell(b["stable"]),
+                               fmt_cell(b.get("stable_spec"))] for b in f["branches"]])
+
+
+def seed_section(data: dict[str, Any]) -> list[str]:
+    groups = data["seed_averaged"]
+    if not groups:
+        return ["## Seed-averaged fits", "", "No task was forked at two or more seeds.", ""]
+    out = ["## Seed-averaged fits (the paper's kind)", "",
+           "For each lambda / lambda0, dt averaged over the seeds whose branch grokked; a factor is kept only where "
+           "every seed's branch grokked. Error bars: the sample standard deviation over seeds (sd) and "
+           "sd / sqrt(n).", ""]
+    for g in groups:
+        fit = g["fits"]["all_grokked"]
+        out += [f"p = {g['p']}, lambda0 {g['lambda0']:g}, seeds {', '.join(map(str, fit['seeds']))} "
+                f"(forks {', '.join(g['forks'])}):", ""]
+        out += table(["lambda / lambda0", "lambda", "dt per seed", "mean dt", "sd", "sd / sqrt(n)"],
+                     [[f"{p['factor']:g}", f"{p['weight_decay']:g}", ", ".join(str(int(d)) for d in p["dts"]),
+                       f"{p['mean_dt']:.0f}", fmt_cell(p["sd"], ".0f"), fmt_cell(p["se"], ".0f")]
+                      for p in fit["points"]])
+        dropped = "; ".join(f"{d['factor']:g} (no dt for seed {', '.join(map(str, d['seeds']))})"
+                            for d in fit["dropped"])
+        out += ["", f"Factors left out: {dropped or 'none'}.", ""]
+        out += table(["subset", "factors", *FIT_HEAD[:1], "seed-averaged R^2 of dt = C/lambda", *FIT_HEAD[2:5]],
+                     [[R_SUBSETS[k], v["n"], *fit_cells(v)[:5]] for k, v in g["fits"].items()])
+        if "stable" not in g["fits"]:
+            out += ["", "No stable-subset fit: not every fork here has the stability verdicts of metrics.md."]
+        a = g["per_seed_alpha_spread"]
+        out += ["", f"alpha fitted per seed (each over its own grokked branches): "
+                    f"{', '.join(f'{x:.2f}' for x in g['per_seed_alpha'])}; mean {fmt_cell(a['mean'], '.2f')}, "
+                    f"sd {fmt_cell(a['sd'], '.2f')}.", ""]
+    return out
+
+
+def fork_verdicts(data: dict[str, Any]) -> list[str]:
+    lo = data["paper"]["r2_range"][0]
+    claims: list[tuple[str, bool | None]] = []
+    for g in data["seed_averaged"]:
+        fit = g["fits"]["all_grokked"]
+        if "stable" in g["fits"] and g["fits"]["stable"]["n"]:
+            claims.append(alpha_claim(f"p = {g['p']}, seed-averaged over stable branches",
+                                      g["fits"]["stable"]["power"]))
+        claims.append((f"p = {g['p']}, seed-averaged: R^2 at least the paper's lowest {lo} (ours "
+                       f"{fmt_cell(fit['r2'], '.3f')} over {fit['n']} factors)",
+                       None if fit["r2"] is None else fit["r2"] >= lo))
+        claims.append(alpha_claim(f"p = {g['p']}, seed-averaged", fit["power"]))
+        claims.append((f"p = {g['p']}, seed-averaged: dt falls strictly as lambda rises",
+                       fit["monotone"] if fit["n"] else None))
+    averaged = {g["p"] for g in data["seed_averaged"]}
+    for f in (f for f in data["forks"] if f["role"] == "result"):
+        fit, name = f["fits"]["all_grokked"], f"{f['name']}"
+        if f["p"] not in averaged:
+            claims.append((f"{name}: per-run R^2 at least {lo} (ours {fmt_cell(fit['r2'], '.3f')}; one seed only, "
+                           "while the paper's range is for seed-averaged dt)",
+                           None if fit["r2"] is None else fit["r2"] >= lo))
+        claims.append(alpha_claim(name, fit["power"]))
+        claims.append((f"{name}: dt falls strictly as lambda rises", fit["monotone"] if fit["n"] else None))
+        failed = [b for b in f["branches"] if b["dt"] is None]
+        if failed:
+            claims.append((f"{name}: every branch groks, as a finite dt = C/lambda needs (ours: not at lambda "
+                           f"{', '.join(format(b['weight_decay'], 'g') for b in failed)}; lowest train acc after the "
+                           f"fork {', '.join(fmt_cell(b['min_train_acc'], '.2f') for b in failed)})", False))
+    missing = [p for p in data["paper"]["primes"] if p not in averaged]
+    if missing:
+        claims.append((f"seed-averaged fits for p = {', '.join(map(str, missing))} (forked at one seed only)", None))
+    if data["stability"]["not_applied_to"] and not any(f["stability_applied"] for f in data["forks"]):
+        claims.append(("a fit over the stable branches (stability cannot be judged without the branches' rows)", None))
+    cvs = [f["fits"]["all_grokked"]["mem_norm_cv"] for f in data["forks"] if f["role"] == "result"]
+    cvs = [c for c in cvs if c is not None]
+    note = [f"- Memorisation norm at t_grok: its CV over the grokked branches of each result fork is "
+            f"{min(cvs):.3f}-{max(cvs):.3f} (the paper: near-constant; it gives no threshold, so this is not "
+            "scored)."] if cvs else []
+    return verdict_paragraph(claims) + note
+
+
+def alpha_claim(name: str, pw: dict[str, Any] | None) -> tuple[str, bool | None]:
+    """Whether the free exponent's 95 % interval includes the 1/lambda law's alpha = 1."""
+    if pw is None or pw["alpha_ci95"] is None:
+        return (f"{name}: alpha = 1 inside the exponent's 95 % CI (no interval: too few points)", None)
+    lo, hi = pw["alpha_ci95"]
+    inside = lo - 1e-9 <= 1.0 <= hi + 1e-9  # exact data give a zero-width interval at 1 up to rounding
+    return (f"{name}: alpha = 1 inside the exponent's 95 % CI (ours alpha {pw['alpha']:.2f}, CI [{lo:.2f}, {hi:.2f}])",
+            inside)
