@@ -254,3 +254,11 @@ def test_the_status_bar_names_a_training_precision_other_than_fp32() -> None:
     assert "precision" not in status_text(RunState(CONFIG), "live", "runs/x").plain
     bf16 = RunState({**CONFIG, "train": {**CONFIG.get("train", {}), "precision": "bf16"}})
     assert "precision bf16" in status_text(bf16, "live", "runs/x").plain
+
+
+def test_the_fsd_detector_alert_is_named_once_in_the_event_log() -> None:
+    engine_message = "FSD detector fired (online rule): FSD 0.965, p(FSD) 0.000999"
+    text, _ = describe_event({"type": "alert", "kind": "fsd_ceiling", "step": 1150, "message": engine_message})
+    assert text.count("FSD detector fired") == 1 and "FSD 0.965" in text
+    text, _ = describe_event({"type": "alert", "kind": "fsd_ceiling", "step": 1150, "message": "FSD 0.9"})
+    assert text == "FSD detector fired (online rule): FSD 0.9"

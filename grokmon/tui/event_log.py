@@ -54,8 +54,9 @@ def describe_event(event: dict[str, Any]) -> tuple[str, str]:
         return name + (f" ({source})" if source else ""), "information"
     if kind == "alert":
         alert, message = event.get("kind", "alert"), event.get("message", "")
-        if alert == "fsd_ceiling":
-            return f"FSD detector fired (online rule): {message}", "information"
+        if alert == "fsd_ceiling":  # the engine's message names the rule already; older runs' may not
+            label = "FSD detector fired (online rule)"
+            return (message if message.startswith(label) else f"{label}: {message}"), "information"
         if alert == "nonfinite_loss":
             return f"non-finite loss: {message}", "error"
         if alert == "command_rejected":
