@@ -262,3 +262,14 @@ def test_collect_lead_recomputes_the_logged_fsd_of_a_real_run(tiny: Config, tmp_
     assert set(line["by_statistic"]) == set(KEYS)
     if line["t_grok"] is None:
         assert all(c["fsd_before_excluded"] is None for c in line["by_statistic"].values())
+
+
+@pytest.mark.unit
+def test_an_exponent_interval_that_holds_zero_is_not_judged() -> None:
+    def power(lo: float, hi: float) -> dict:
+        return {"alpha": (lo + hi) / 2, "alpha_ci95": [lo, hi]}
+
+    assert F.alpha_claim("x", power(0.5, 1.5))[1] is True
+    assert F.alpha_claim("x", power(1.1, 1.3))[1] is False
+    text, verdict = F.alpha_claim("x", power(-4.75, 6.28))
+    assert verdict is None and "alpha = 0" in text
