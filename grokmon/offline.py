@@ -186,5 +186,10 @@ def excluded_record(run_dir: Path | str, summary: Mapping[str, Any] | None = Non
     try:
         return offline_excluded(run_dir, rows, cfg=cfg, full=False).record()
     except GrokmonError as e:
-        return {"t_excluded": None, "key_freqs": [], "final_step": None, "n_checkpoints": 0, "n_probed": 0,
-                "n_analysed": 0, "missing": f"cannot recompute from the checkpoints ({e})"}
+        return missing_record(f"cannot recompute from the checkpoints ({e})")
+
+
+def missing_record(reason: str) -> dict[str, Any]:
+    """An excluded_offline record without a value: `reason` says why."""
+    return {"t_excluded": None, "key_freqs": [], "final_step": None, "n_checkpoints": 0, "n_probed": 0,
+            "n_analysed": 0, "missing": reason}

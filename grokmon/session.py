@@ -342,7 +342,11 @@ def _copy_history(source: Path | None, run_dir: Path, step: int) -> None:
 
 
 def _excluded_analysis(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary's offline excluded-loss record (final keys, from the checkpoints), for RunDir."""
-    from grokmon.offline import excluded_record  # the model and torch: only when a run has ended
+    """The summary's offline excluded-loss record (final keys, from the checkpoints), for RunDir. Never raises:
+    the analysis must not cost a run its summary, so a failure becomes the record's reason."""
+    from grokmon.offline import excluded_record, missing_record  # the model and torch: only when a run has ended
 
-    return excluded_record(run_dir, rows=rows)
+    try:
+        return excluded_record(run_dir, rows=rows)
+    except Exception as exc:
+        return missing_record(f"recomputation failed ({type(exc).__name__}: {exc})")

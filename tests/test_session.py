@@ -212,3 +212,18 @@ def test_the_summary_of_an_ended_run_carries_the_offline_excluded_loss(tiny: Con
     record = summary["excluded_offline"]
     assert summary["status"] == "completed" and record["final_step"] == 60
     assert record["key_freqs"] == read_rows(run)[-1]["key_freqs"]  # the final checkpoint's keys are the last row's
+
+
+def test_a_failing_excluded_analysis_leaves_a_summary_that_says_why(tiny: Config, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import grokmon.offline
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(grokmon.offline, "excluded_record", broken)
+    run = tmp_path / "run"
+    RunSession.new(tiny.replace("train", max_steps=20), run).run(handle_signals=False)
+    summary = read_summary(run)  # as every reader sees it: a record of another shape would be dropped here
+    assert summary is not None and summary["status"] == "completed"
+    assert summary["excluded_offline"]["missing"] == "recomputation failed (RuntimeError: boom)"

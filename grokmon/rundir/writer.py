@@ -72,7 +72,7 @@ class RunDir:
                  excluded_analysis: Callable[[Path, list[dict[str, Any]]], dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
         # (run dir, rows) -> the offline excluded-loss record, at the summary of a run that has ended; given by
-        # the session (grokmon.offline), so that this layer stays free of the model
+        # the session (grokmon.offline), so that this layer stays free of the model. It must not raise.
         self.excluded_analysis = excluded_analysis
         self.ckpt_dir = self.path / layout.CHECKPOINTS
         self.rows: list[dict[str, Any]] = []
@@ -200,10 +200,7 @@ class RunDir:
     def write_summary(self, step: int, wall_s: float, error: str = "") -> None:
         excluded = None
         if self.excluded_analysis is not None and self.status in ENDED:  # an interrupted run does not wait
-            try:
-                excluded = self.excluded_analysis(self.path, self.rows)
-            except Exception as exc:  # the analysis must never cost the run its summary
-                excluded = {"t_excluded": None, "missing": f"recomputation failed ({type(exc).__name__}: {exc})"}
+            excluded = self.excluded_analysis(self.path, self.rows)
         summary = summarise(self.rows, self.alpha, excluded)
         summary.update({"status": self.status, "steps": step, "wall_s": round(wall_s, 3)})
         if error:
