@@ -100,6 +100,7 @@ class RunState:
         self.probes: list[dict[str, Any]] = []  # the last KEEP_PROBES rows that carried top_freqs
         self.config: dict[str, Any] = {}
         self.max_steps: int | None = None
+        self.precision = "fp32"  # train.precision of the run's config
         self.alpha = 0.05
         self.wd_factor = 2.0
         self.step: int | None = None
@@ -133,6 +134,8 @@ class RunState:
         self.config = dict(config)
         section = lambda name: config.get(name) if isinstance(config.get(name), dict) else {}  # noqa: E731
         self.max_steps = _int(section("train").get("max_steps")) or self.max_steps
+        precision = section("train").get("precision")
+        self.precision = precision if isinstance(precision, str) and precision else self.precision
         alpha = _number(section("metrics").get("alpha"))
         self.alpha = alpha if 0 < alpha < 1 else self.alpha
         factor = _number(section("run").get("wd_factor"))

@@ -84,10 +84,8 @@ def _run(state: RunState, mode: str, run_dir: Path | str, stopping: bool) -> lis
     if mode != "live":  # training here is the usual case; following another process's run is worth saying
         cells.append(cell((mode, "bold italic")))
     cells.append(cell("phase ", (state.phase or "-", VALUE)))
-    train = state.config.get("train") if isinstance(state.config.get("train"), dict) else {}
-    precision = train.get("precision", "fp32")
-    if precision != "fp32":  # fp32 is the usual case; another training precision is worth saying
-        cells.append(cell("precision ", (str(precision), VALUE)))
+    if state.precision != "fp32":  # fp32 is the usual case; another training precision is worth saying
+        cells.append(cell("precision ", (state.precision, VALUE)))
     cells.append(cell("run dir ", (str(run_dir), VALUE)))
     return cells
 
