@@ -191,7 +191,7 @@ def test_a_fork_judged_by_the_current_rule_supersedes_the_old_one_of_the_same_ru
     page = F.render_forks(data, "wd_fork_fits.json")
     assert "**Stability not judged.**" not in page and "## Fits over the stable branches" in page
     assert "## Earlier forks of the same runs (superseded, not scored)" in page
-    assert "no (train acc below 0.99 for 300 steps before t_grok) | 1000-2000 |" in page
+    assert "no (train acc below 0.99 for 300 steps before t_grok) | after 1000 to 2000 |" in page
 
 
 # ---------------------------------------------------------------------------------------------

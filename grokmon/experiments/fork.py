@@ -359,7 +359,7 @@ def fork_table(report: dict[str, Any]) -> str:
         why = b["unstable_reason"] or b.get("stability_note", "")
         stable = fmt_cell(b["stable"]) + (f" ({why})" if why else "")
         window = b.get("stability_window")
-        judged = f"{window[0]}-{window[1]} ({b['window_end']})" if window else "-"
+        judged = f"after {window[0]} to {window[1]} ({b['window_end']})" if window else "-"
         lines.append(f"| {b['weight_decay']:g} | {b['status']} | {fmt_cell(b['t_grok'])} | {fmt_cell(b['dt'])} | "
                      f"{stable} | {judged} | {fmt_cell(b['min_train_acc'], '.4f')} | "
                      f"{fmt_cell(b['max_loss_ratio'], '.3g')} | {fmt_cell(b['mem_norm'], '.2f')} |")

@@ -161,7 +161,9 @@ def render_forks(data: dict[str, Any], json_name: str) -> str:
               f"Paper: R^2 {paper['r2_range'][0]}-{paper['r2_range'][1]} on {paper['r2_on']} for p in "
               f"{{{', '.join(map(str, paper['primes']))}}}; the 1/lambda law means alpha = {paper['alpha']:g} in "
               "dt = C * lambda^-alpha. Our per-run R^2 is a different quantity from the paper's: one fork, one "
-              "seed.", ""]
+              "seed. Every R^2 here is 1 - SS_res / SS_tot with SS_tot about the mean of dt (metrics.md); the "
+              "uncentred R^2 (SS_tot about zero) that fitting tools often report for a fit through the origin "
+              "reads higher on the same data, and is not what these columns hold.", ""]
     st = data["stability"]
     if st["not_applied_to"]:
         lines += [f"**Stability not judged.** The stability rule of [metrics.md](../metrics.md) could not be applied "
@@ -225,7 +227,7 @@ def branch_table(f: dict[str, Any]) -> list[str]:
     if f["stability_applied"]:
         return table(head + ["stable (metrics.md)", "judged over steps", "min train acc there"],
                      [common(b) + [fmt_cell(b["stable"]) + (f" ({why})" if (why := b["unstable_reason"]) else ""),
-                                   "-" if not b["stability_window"] else "{}-{}".format(*b["stability_window"]),
+                                   "-" if not b["stability_window"] else "after {} to {}".format(*b["stability_window"]),
                                    fmt_cell(b["min_train_acc"], ".3f")] for b in f["branches"]])
     return table(head + ["min train acc after the fork (old record)", "stable (old rule, changed)",
                          "stable (old rule, as first written)"],
