@@ -157,6 +157,21 @@ def test_excluded_loss_baseline() -> None:
     assert excluded_loss_baseline(STEPS, loss, np.zeros(STEPS.shape)) is None
 
 
+def test_excluded_loss_baseline_skips_non_finite_values() -> None:
+    """A diverged checkpoint's NaN (or inf) must neither poison the running minimum nor count as a rise."""
+    train_acc = np.ones(STEPS.shape)
+    loss = np.where(STEPS > 3000, 0.02 + 0.01 * (STEPS - 3000) / 100, 0.02)  # level 0.04, first above at 3300
+    early = loss.copy()
+    early[STEPS == 1000] = np.nan  # before the rise: the answer is unchanged
+    assert excluded_loss_baseline(STEPS, early, train_acc) == 3300
+    inside = loss.copy()
+    inside[STEPS == 3500] = np.inf  # inside 3300's 5-evaluation window: the rise starts after it
+    assert excluded_loss_baseline(STEPS, inside, train_acc) == 3600
+    flat = np.full(STEPS.shape, 0.02)
+    flat[STEPS >= 4000] = np.nan  # diverged: NaN is not a rise
+    assert excluded_loss_baseline(STEPS, flat, train_acc) is None
+
+
 def test_lead_and_phase() -> None:
     assert lead(None, 100) is None and lead(6000, None) is None and lead(6000, 6500) == -500
     assert phase(0.5, 0.01, False, False) == "memorisation"

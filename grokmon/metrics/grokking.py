@@ -144,18 +144,21 @@ def excluded_loss_baseline(steps: Series, excluded_loss: Series, train_acc: Seri
     From memorisation (first train_acc >= 0.99) on, track the running minimum m_i of the excluded loss;
     the baseline is the first evaluation i whose value exceeds max(factor * m_i, m_i + min_rise) and whose
     next `persist` evaluations (i included) all stay above that same level. min_rise keeps float noise
-    around a near-zero minimum from counting as a rise. None if it never rises.
+    around a near-zero minimum from counting as a rise. None if it never rises. A non-finite value (a
+    diverged checkpoint) neither enters the minimum nor counts as above the level.
     """
     s, e, tr = _arrays(steps, excluded_loss, train_acc)
     t_mem = crossing_step(s, tr, MEMORISED)
     if t_mem is None:
         return None
     start = int(np.flatnonzero(s >= t_mem)[0])
-    run_min = np.minimum.accumulate(e[start:])
-    level = np.maximum(factor * run_min, run_min + min_rise)
     tail = e[start:]
+    finite = np.isfinite(tail)
+    run_min = np.minimum.accumulate(np.where(finite, tail, np.inf))
+    level = np.maximum(factor * run_min, run_min + min_rise)
+    above = finite & (tail > level)
     for j in range(tail.size - persist + 1):
-        if (tail[j:j + persist] > level[j]).all():
+        if above[j:j + persist].all():
             return int(s[start + j])
     return None
 
