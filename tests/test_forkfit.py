@@ -139,6 +139,8 @@ def test_law_fits_give_what_the_points_allow() -> None:
     assert empty["n"] == 0 and empty["C"] is None and empty["power"] is None and empty["intercept"] is None
     one = law_fits([2.0], [400.0])
     assert one["C"] == pytest.approx(800) and one["r2"] is None and one["power"] is None and one["intercept"] is None
+    assert one["monotone"] is None  # one branch: "dt falls as lambda rises" cannot be judged, not False
+    assert fit_inverse([2.0, 2.0], [400.0, 300.0]).monotone is None  # nor with one distinct lambda
     lams = [1.0, 2.0, 4.0]
     full = law_fits(lams, [800 / lam for lam in lams])
     assert full["power"]["alpha"] == pytest.approx(1.0) and full["power"]["alpha_ci95"] == pytest.approx([1.0, 1.0])
@@ -249,6 +251,30 @@ def test_a_branch_that_never_grokked_is_judged_to_its_last_evaluation() -> None:
     assert not nothing.stable and nothing.window is None and nothing.reason == "no evaluation after the fork"
     bad = branch_stability(*_series(PARENT, _branch(loss={1100: math.nan})), fork_step=1000, t_grok=1600)
     assert not bad.stable and bad.reason == "non-finite train loss"
+
+
+def test_the_fork_step_row_is_the_parent_s_and_is_not_judged() -> None:
+    # Evaluations every 100 steps (p = 53 seed 1's case): the parent's row at the fork step sits in one of its
+    # loss spikes and so does the branch's first evaluation. Judged from 1100 on, the spike is one evaluation
+    # (0 steps, stable); counting the fork-step row would make it 1000 to 1100, 100 steps, unstable.
+    parent = [(s, 1.0, 1e-4) for s in range(0, 1000, 100)] + [(1000, 1.0, 5e-3)]
+    branch = [(1100, 1.0, 5e-3)] + [(s, 1.0, 1e-4) for s in range(1200, 2001, 100)]
+    out = branch_stability(*_series(parent, branch), fork_step=1000, t_grok=1600)
+    assert out.stable and out.spike_steps == 0 and out.window == (1000, 1600)
+    assert out.pre_fork_level == pytest.approx(1e-4) and out.max_loss_ratio == pytest.approx(50)
+
+
+def test_a_loss_stored_as_null_is_non_finite() -> None:
+    # metrics.jsonl writes NaN as null: the rows hold None, which must read as non-finite, not raise.
+    steps = list(range(0, 1001, 100))
+    loss = [5.0, 3.0, 1.0, None, 1e-3, 1e-3, None, 1e-3, 2e-3, 1e-3, 1e-3]
+    assert pre_fork_level(steps, [0.1, 0.5, 0.9] + [1.0] * 8, loss, 1000) == (300, pytest.approx(1e-3))
+    out = branch_stability(*_series(PARENT, _branch(loss={1100: None})), fork_step=1000, t_grok=1600)
+    assert not out.stable and out.reason == "non-finite train loss" and out.window == (1000, 1600)
+    rows = _rows(1000, 1500, 2000)
+    rows[12]["train_loss"] = None  # step 1200, inside the window
+    line = analyse_branch(1000, 1.0, rows)
+    assert not line["stable"] and line["unstable_reason"] == "non-finite train loss"
 
 
 def test_without_memorisation_before_the_fork_only_the_accuracy_test_applies() -> None:

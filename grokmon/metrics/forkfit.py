@@ -25,6 +25,8 @@ CI_LEVEL = 0.95  # the exponent's confidence interval
 
 @dataclass(frozen=True)
 class Stability:
+    """One branch's stability verdict (docs/metrics.md) and the numbers it was judged on."""
+
     stable: bool
     reason: str  # why unstable; for a stable branch, what could not be judged ("" when everything was)
     window: tuple[int, int] | None  # judged: window[0] < step <= window[1]; None: no evaluation after the fork
@@ -47,7 +49,7 @@ def pre_fork_level(steps: Sequence[int], train_acc: Sequence[float], train_loss:
     t_mem = next((s for s, a, _ in before if a >= STABLE_ACC), None)
     if t_mem is None:
         return None, None
-    losses = [x for s, _, x in before if s >= t_mem and math.isfinite(x)]
+    losses = [x for s, _, x in before if s >= t_mem and _finite(x)]
     return t_mem, (statistics.median(losses) if losses else None)
 
 
@@ -56,7 +58,7 @@ def branch_stability(steps: Sequence[int], train_acc: Sequence[float], train_los
     """Judge a branch from all its evaluations in step order (the parent's up to the fork, then its own).
     Window: after the fork up to the branch's t_grok, or to its last evaluation when it never grokked.
     Unstable when, inside the window, train acc stays below 0.99 or train loss stays above 10 x L_pre over
-    consecutive evaluations spanning `min_steps` steps or more; a non-finite train loss is unstable too. A
+    consecutive evaluations spanning `min_steps` steps or more; a non-finite (or null) train loss is unstable. A
     dip or spike after t_grok, or one evaluation long, does not count."""
     t_mem, level = pre_fork_level(steps, train_acc, train_loss, fork_step)
     after = [(s, a, x) for s, a, x in zip(steps, train_acc, train_loss) if s > fork_step]
@@ -69,7 +71,7 @@ def branch_stability(steps: Sequence[int], train_acc: Sequence[float], train_los
     w_steps, w_acc, w_loss = (list(c) for c in zip(*inside))
     window = (fork_step, int(end))
     min_acc = min(w_acc)
-    if not all(math.isfinite(x) for x in w_loss):
+    if not all(_finite(x) for x in w_loss):
         return Stability(False, "non-finite train loss", window, end_rule, t_mem, level, min_acc, None)
     dip = _longest(w_steps, [a < STABLE_ACC for a in w_acc])
     common = dict(window=window, window_end=end_rule, t_mem=t_mem, pre_fork_level=level, min_train_acc=min_acc)
@@ -90,6 +92,11 @@ def branch_stability(steps: Sequence[int], train_acc: Sequence[float], train_los
         return Stability(False, f"train loss above {SPIKE_FACTOR:g}x its pre-fork level for {spike} steps "
                          f"{during} (max {ratio:.3g}x)", **common)
     return Stability(True, note, **common)
+
+
+def _finite(x: Any) -> bool:
+    """A finite number; metrics.jsonl stores NaN and inf as null, so None (any non-number) is not."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def _longest(steps: Sequence[int], flags: Sequence[bool]) -> int | None:
@@ -114,7 +121,7 @@ class InverseFit:
 
     c: float
     r2: float | None  # 1 - SS_res / SS_tot; None when SS_tot is 0 (every dt equal) or n < 2
-    monotone: bool  # dt falls strictly as lambda rises
+    monotone: bool | None  # dt falls strictly as lambda rises; None with fewer than 2 distinct lambdas
     n: int
 
 
@@ -164,7 +171,7 @@ def fit_inverse(lambdas: Sequence[float], dts: Sequence[float]) -> InverseFit:
     xs = [1.0 / lam for lam in lambdas]
     c = sum(x * y for x, y in zip(xs, dts)) / sum(x * x for x in xs)
     ordered = [dt for _, dt in sorted(zip(lambdas, dts))]
-    monotone = len(ordered) >= 2 and all(a > b for a, b in zip(ordered, ordered[1:]))
+    monotone = all(a > b for a, b in zip(ordered, ordered[1:])) if len(set(lambdas)) >= 2 else None
     return InverseFit(c=c, r2=_r2(dts, [c * x for x in xs], 1), monotone=monotone, n=len(dts))
 
 
