@@ -1,8 +1,6 @@
-"""`grokmon fork`: branch a run at its FSD ceiling (or a step) into runs that differ only in weight decay,
-judge each branch's stability and fit dt against lambda (docs/metrics.md). Writes RUN_DIR/forks/: a run
-directory per branch, fork.json and fork.md. The analysis is pure: `analyse_branch` on a branch's metrics
-rows, `analyse_fork` and `seed_averaged_fits` on branch lines.
-"""
+"""`grokmon fork`: branch a run at its FSD ceiling (or a step) into runs differing only in weight decay, judge
+each branch's stability and fit dt against lambda (docs/metrics.md); writes RUN_DIR/forks/ (a run directory per
+branch, fork.json, fork.md). The analysis (analyse_branch, analyse_fork, seed_averaged_fits) is pure."""
 
 from __future__ import annotations
 
@@ -284,6 +282,8 @@ def plan_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, o
         raise ConfigError(f"expected a step limit after the fork step {point.step}, got {max_steps}",
                           source="--max-steps")
     bcfg = branch_config(cfg, eval_every=eval_every, after_grok=after_grok, max_steps=max_steps)
+    # dt is read at the branches' evaluations, so it is known to within branch_eval_every steps
+    plan.update(branch_eval_every=bcfg.train.eval_every, branch_max_steps=bcfg.train.max_steps)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".grokmon-write-test"
@@ -333,7 +333,6 @@ def run_fork(run_dir: Path, *, at: str, wds: Sequence[float], relative: bool, ou
     report = collect_fork(plan, jobs, results)
     write_fork(out_dir, report)
     return report
-
 
 
 def write_fork(out_dir: Path, report: dict[str, Any]) -> None:

@@ -1,8 +1,6 @@
-"""The weight-decay fork analysis (docs/metrics.md): branch stability between the fork and the branch's own
-grokking, the three fits of dt against lambda (1/lambda through the origin, a free exponent, an intercept),
-seed averaging, and the Student t quantile the exponent's interval needs. Pure functions of plain numbers;
-knows nothing about run directories or fork.json.
-"""
+"""The weight-decay fork analysis (docs/metrics.md): branch stability, the three fits of dt against lambda
+(1/lambda through the origin, a free exponent, an intercept), seed averaging and the Student t quantile.
+Pure functions of plain numbers; knows nothing about run directories or fork.json."""
 
 from __future__ import annotations
 
