@@ -150,7 +150,7 @@ def test_ls_lists_every_run_newest_first_with_its_status(runs: Path) -> None:
     assert table["crashed"][3:] == ["crashed", "200", "-", "-", "5d"]
     assert table["sweep-x/p23-s0"][3:] == ["stopped", "350", "-", "-", "2d"]
     # Unreadable parts are "?", the rest still shows: the usable rows give the step; no summary counts.
-    assert table["half"] == ["half", "?", "?", "crashed", "100", "-", "-", "3m"]
+    assert table["half"] == ["half", "?", "?", "unknown", "100", "-", "-", "3m"]  # no owner.json: liveness unknown
     assert table["starting"][1:5] == ["-", "-", "starting", "-"]
     assert "notes" not in table
 
@@ -276,3 +276,22 @@ def test_watch_dispatches_to_the_compare_view_or_the_single_run_view(runs: Path,
     assert cli.main(["watch", str(runs)]) == 7
     assert cli.main(["watch", str(runs / "done")]) == 0
     assert seen.calls == [("compare", [runs / "done", runs / "live"]), ("compare", [runs]), ("single", runs / "done")]
+
+
+def test_a_run_without_owner_json_is_unknown_not_crashed(tmp_path: Path) -> None:
+    """A run directory written before ownership records (or not yet claimed) may be training right now:
+    its status is unknown, steering says why, and an owner.json with a gone pid still reads crashed."""
+    from grokmon.errors import GrokmonError
+    from grokmon.events import Command
+    from grokmon.rundir.lock import liveness, run_status
+    from grokmon.tui.source import WatchSource
+
+    old = write_run(tmp_path / "old", synthetic_rows()[:5])
+    assert (liveness(old, None), run_status(old, None)) == ("unknown", "unknown")
+    gone = write_run(tmp_path / "gone", synthetic_rows()[:5], owner={"pid": dead_pid(), "host": socket.gethostname(),
+                                                                       "started": 1.0, "heartbeat": 2.0})
+    assert (liveness(gone, None), run_status(gone, None)) == ("dead", "crashed")
+    assert (liveness(old, "completed"), run_status(old, {"status": "completed"})) == ("finished", "completed")
+    with pytest.raises(GrokmonError, match=r"not sent: the run has no owner\.json .* unknown; commands go only"):
+        WatchSource(old).send(Command("set_weight_decay", 2.0, source="test"))
+    assert not (old / "control.jsonl").exists()

@@ -164,13 +164,13 @@ def test_too_few_checkpoints_give_the_documented_reason(tiny: Config, tmp_path: 
 
 def test_report_shows_both_and_marks_the_offline_ones_provisional_until_the_run_ends(
         tiny: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plant_run(tmp_path / "run", tiny, STEPS[1:], monkeypatch)  # no summary, no owner: "crashed", not ended
+    plant_run(tmp_path / "run", tiny, STEPS[1:], monkeypatch)  # no summary, no owner.json: "unknown", not ended
     report = run_report(tmp_path / "run")
     assert report["t_excluded"] == T_PLANT and report["t_excluded_online"] == T_ONLINE
-    assert report["status"] == "crashed" and "t_excluded" in report["provisional"]
+    assert report["status"] == "unknown" and "t_excluded" in report["provisional"]
     text = report_text(report)
     assert "final keys (t_excluded)" in text and "online keys (logged)" in text
-    assert "provisional: the run has not finished (crashed)" in text and "key frequencies 3, 7," in text
+    assert "provisional: the run has not finished (unknown)" in text and "key frequencies 3, 7," in text
     (tmp_path / "run" / layout.SUMMARY).write_text(json.dumps({"status": "completed", "t_excluded_online": 600}))
     ended = run_report(tmp_path / "run")
     assert ended["t_excluded"] == T_PLANT and ended["provisional"] == []

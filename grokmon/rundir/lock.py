@@ -139,18 +139,30 @@ def describe_owner(owner: dict[str, Any] | None) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')}{ago}"
 
 
+NO_OWNER = ("has no owner.json (a run directory from a grokmon without ownership records, or one not yet "
+            "claimed), so whether a process trains it is unknown")
+NOT_LIVE = {"finished": "has finished", "dead": "is not running (its process is gone)", "waiting": "has not started",
+            "unknown": NO_OWNER}  # per liveness other than live: why a command cannot go to the run
+
+
 def liveness(run_dir: Path, summary_status: str | None) -> str:
-    """live (a writer owns it now), finished (it ended and wrote its summary) or dead (its writer is gone
-    without a summary: killed, crashed, or the machine went down)."""
+    """live (a writer owns it now), finished (it ended and wrote its summary), dead (its writer is gone
+    without a summary: killed, crashed, or the machine went down) or unknown (no summary and no owner.json
+    at all: NO_OWNER)."""
     if owner_alive(read_owner(run_dir)):
         return "live"
-    return "finished" if summary_status is not None else "dead"
+    if summary_status is not None:
+        return "finished"
+    return "dead" if (Path(run_dir) / layout.OWNER).exists() else "unknown"
 
 
 def run_status(run_dir: Path, summary: dict[str, Any] | None) -> str:
     """One word for a run: its summary's status when it ended; "running" while a writer owns it; "crashed"
-    when the writer is gone without a summary (killed, crashed, machine down)."""
+    when the writer is gone without a summary (killed, crashed, machine down); "unknown" without a summary
+    or an owner.json (NO_OWNER)."""
     state = liveness(run_dir, summary["status"] if summary is not None else None)
     if state == "live":
         return "running"
+    if state == "unknown":
+        return "unknown"
     return summary["status"] if summary is not None else "crashed"

@@ -20,6 +20,7 @@ from grokmon.events import Command
 from grokmon.interventions import Intervention
 from grokmon.metrics.runs import why_missing
 from grokmon.rundir.control import append_command
+from grokmon.rundir.lock import NOT_LIVE
 from grokmon.tui.app import INTERVENE, GrokmonApp, registry_bindings
 from grokmon.tui.compare_table import CompareTable, glyph
 from grokmon.tui.help_screen import HelpScreen
@@ -32,7 +33,6 @@ from grokmon.tui.value_modal import ValueModal
 # Plot colours for the runs shown, by slot: distinct on a dark background; a 13th shown run reuses the first.
 PALETTE = ("#4ea1ff", "#ff8c3a", "#4cd07d", "#ff5c7a", "#b18cff", "#e8c547", "#37c8c8", "#ff9ad5",
            "#9ccc65", "#c79a6b", "#8fa8ff", "#d0d0d0")
-NOT_LIVE = {"finished": "has finished", "dead": "is not running (its process is gone)", "waiting": "has not started"}
 PLOT_HELP = [
     ("val acc, FSD, val loss", "every shown run against step, each in its colour (without colour: drawn with "
                                "its glyph); val loss on a log scale"),
@@ -206,7 +206,7 @@ class CompareApp(App[Path | None]):
 
     def _header(self, tracks: list[RunTrack]) -> Text:
         """The counts first (a narrow screen cuts the end), then the folder the names are relative to."""
-        counts = [f"{n} {state}" for state in ("live", "finished", "dead")
+        counts = [f"{n} {state}" for state in ("live", "finished", "dead", "unknown")
                   if (n := sum(t.liveness == state for t in tracks))]
         text = Text.assemble(("compare ", "bold"), f"{len(tracks)} run{'s' if len(tracks) != 1 else ''}")
         if counts:

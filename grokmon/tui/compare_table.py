@@ -18,7 +18,7 @@ from grokmon.tui.series import format_value
 
 FIXED_BEFORE = ("#", "name")
 FIXED_AFTER = ("status", "state", "step", "val_acc", "t_fsd", "t_grok", "lead")
-LIVENESS_STYLE = {"live": "bold green", "finished": "", "dead": "bold red", "waiting": "dim"}
+LIVENESS_STYLE = {"live": "bold green", "finished": "", "dead": "bold red", "waiting": "dim", "unknown": "yellow"}
 
 
 def glyph(number: int) -> str:

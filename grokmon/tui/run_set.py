@@ -249,7 +249,8 @@ class RunTrack:
         summary = read_summary(self.path)
         status = run_status(self.path, summary)
         # run_status reads owner.json once; liveness follows from it the same way rundir.lock.liveness does.
-        state = "live" if status == "running" else "finished" if summary is not None else "dead"
+        state = ("live" if status == "running" else "finished" if summary is not None
+                 else "unknown" if status == "unknown" else "dead")
         changed = (status, state) != (self.status, self.liveness) or summary != self.summary
         if changed:
             self.summary, self.status, self.liveness = summary, status, state

@@ -17,7 +17,7 @@ from grokmon.events import Command, Evaluation, Event, RunStarted
 from grokmon.rundir import layout
 from grokmon.rundir.control import append_command
 from grokmon.errors import GrokmonError
-from grokmon.rundir.lock import liveness
+from grokmon.rundir.lock import NOT_LIVE, liveness
 from grokmon.rundir.readers import JsonlFollower, read_events, read_json, read_rows, read_summary
 from grokmon.rundir.records import event_record
 from grokmon.session import RunSession, SessionResult
@@ -127,7 +127,7 @@ class WatchSource:
         self._spectra: dict[str, list[float]] | None = None
         self._app: App | None = None
         self._dead_reported = False
-        self.liveness = "waiting"  # waiting (no run yet), live, finished or dead
+        self.liveness = "waiting"  # waiting (no run yet), live, finished, dead or unknown (rundir.lock.liveness)
 
     def start(self, app: App) -> None:
         self._app = app
@@ -175,8 +175,7 @@ class WatchSource:
         summary = read_summary(self.run_dir) if layout.is_run_dir(self.run_dir) else None
         state = liveness(self.run_dir, summary["status"] if summary is not None else None)
         if state != "live":
-            why = {"finished": "has finished", "dead": "is not running (its process is gone)"}.get(
-                state, "has not started")
+            why = NOT_LIVE.get(state, NOT_LIVE["waiting"])
             raise GrokmonError(f"not sent: the run {why}; commands go only to a live run")
         append_command(self.run_dir, cmd.kind, cmd.value, source=cmd.source)
 
