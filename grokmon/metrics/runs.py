@@ -34,6 +34,24 @@ def memorised_at(probed: Sequence[Row]) -> int | None:
     return next((int(r["step"]) for r in probed if r["train_acc"] >= MEMORISED), None)
 
 
+def fsd_events(probed: Sequence[Row], fsd: Sequence[float], fsd_p: Sequence[float],
+               alpha: float = 0.05) -> dict[str, int | None]:
+    """t_fsd (the offline ceiling rule) and t_fsd_online (the engine's detector replayed: same rule, same
+    answer) on one FSD series: fsd[i] and fsd_p[i] belong to probed[i] (probed_rows' order). The series is
+    the logged one (run_events) or one recomputed from stored spectra; both None without evaluations."""
+    if not (len(fsd) == len(fsd_p) == len(probed)):
+        raise ValueError(f"fsd_events: {len(probed)} evaluations but {len(fsd)} FSD values and {len(fsd_p)} p-values")
+    if not probed:
+        return {"t_fsd": None, "t_fsd_online": None}
+    steps = [r["step"] for r in probed]
+    t_fsd = fsd_ceiling_offline(steps, fsd, fsd_p, [r["train_acc"] for r in probed], [r["val_acc"] for r in probed],
+                                alpha)
+    detector = OnlineCeilingDetector(alpha)
+    for step, value, p in zip(steps, fsd, fsd_p):
+        detector.update(step, value, p)
+    return {"t_fsd": t_fsd, "t_fsd_online": detector.fired_at}
+
+
 def run_events(rows: Sequence[Row], alpha: float = 0.05,
                excluded: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """t_grok_50 / t_grok / t_grok_99, t_fsd (offline), t_fsd_online, t_excluded, t_excluded_online and lead.
@@ -53,13 +71,7 @@ def run_events(rows: Sequence[Row], alpha: float = 0.05,
     }
     probed = probed_rows(rows)
     if probed:
-        col = lambda k: [r[k] for r in probed]  # noqa: E731
-        out["t_fsd"] = fsd_ceiling_offline(col("step"), col("fsd"), col("fsd_p"), col("train_acc"),
-                                           col("val_acc"), alpha)
-        detector = OnlineCeilingDetector(alpha)  # the engine's detector, replayed: same rule, same answer
-        for r in probed:
-            detector.update(r["step"], r["fsd"], r["fsd_p"])
-        out["t_fsd_online"] = detector.fired_at
+        out.update(fsd_events(probed, [r["fsd"] for r in probed], [r["fsd_p"] for r in probed], alpha))
         ex = [r for r in probed if _num(r.get("excluded_loss"))]
         if ex:
             out["t_excluded_online"] = excluded_loss_baseline(

@@ -8,8 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from grokmon.metrics.fsd import fsd
-from grokmon.metrics.grokking import OnlineCeilingDetector, fsd_ceiling_offline, lead
+from grokmon.metrics.grokking import lead
 from grokmon.metrics.probe import null_rng
+from grokmon.metrics.runs import fsd_events
 
 
 def fsd_series(spectra: Sequence[dict[str, Any]], seed: int, n_perm: int, statistic: str, m: int,
@@ -26,17 +27,11 @@ def fsd_series(spectra: Sequence[dict[str, Any]], seed: int, n_perm: int, statis
     return out
 
 
-def fsd_events(probed: Sequence[dict[str, Any]], series: dict[int, tuple[float, float]], alpha: float,
-               t_grok: int | None) -> dict[str, Any]:
-    """t_fsd (offline rule), t_fsd_online (the detector replayed) and the lead on one FSD series."""
+def series_events(probed: Sequence[dict[str, Any]], series: dict[int, tuple[float, float]], alpha: float,
+                  t_grok: int | None) -> dict[str, Any]:
+    """t_fsd (offline rule), t_fsd_online (the detector replayed) and the lead on one recomputed FSD series, over
+    the probed evaluations it covers (grokmon.metrics.runs.fsd_events: the rules run_events applies to the
+    logged series)."""
     rows = [r for r in probed if r["step"] in series]
-    if not rows:
-        return {"t_fsd": None, "t_fsd_online": None, "lead": None}
-    steps = [r["step"] for r in rows]
-    values, ps = [series[s][0] for s in steps], [series[s][1] for s in steps]
-    t_fsd = fsd_ceiling_offline(steps, values, ps, [r["train_acc"] for r in rows], [r["val_acc"] for r in rows],
-                                alpha)
-    detector = OnlineCeilingDetector(alpha)
-    for s, f, p in zip(steps, values, ps):
-        detector.update(s, f, p)
-    return {"t_fsd": t_fsd, "t_fsd_online": detector.fired_at, "lead": lead(t_grok, t_fsd)}
+    ev = fsd_events(rows, [series[r["step"]][0] for r in rows], [series[r["step"]][1] for r in rows], alpha)
+    return {**ev, "lead": lead(t_grok, ev["t_fsd"])}

@@ -16,7 +16,7 @@ from grokmon.metrics.runs import probed_rows, run_events
 from grokmon.rundir.readers import read_config, read_jsonl
 
 from .common import header, p_text, provenance, run_state, sweep_plan, sweep_wall, table, verdict_paragraph, wall_lines
-from .exact_fsd import fsd_events, fsd_series
+from .exact_fsd import fsd_series, series_events
 
 LEAD_RANGE = (500, 3000)  # the paper's lead range, steps
 
@@ -83,7 +83,7 @@ def collect_lead_run(run_dir: Path, name: str, seed: int | None) -> dict[str, An
                             "fsd_before_excluded": None, "fsd_before_excluded_online": None}
             continue
         series = fsd_series(spectra, cfg.model.seed, me.n_perm, stat, m_used or 5, me.alpha)
-        ev = fsd_events(probed, series, me.alpha, t_grok)
+        ev = series_events(probed, series, me.alpha, t_grok)
         by_stat[key] = {"m": m_used, **ev,
                         "fsd_before_excluded": before(ev["t_fsd"], line["t_excluded"], grokked),
                         "fsd_before_excluded_online": before(ev["t_fsd"], line["t_excluded_online"], grokked)}
