@@ -1,6 +1,5 @@
-"""scripts/results.py: the results pages from JSON. Tiny fake inputs with hand-computed expectations: the sign
-test and counts of the lead page, the fits and seed averages of the fork page, the fp32 / bf16 comparison rule;
-and one tiny real run collected end to end (FSD recomputed from its spectra equals what it logged).
+"""scripts/results.py: the results pages from JSON. Tiny fake inputs with hand-computed expectations: the fits and
+seed averages of the fork page, the fp32 / bf16 comparison rule. The lead page is tests/test_results_lead.py.
 """
 
 from __future__ import annotations
@@ -10,96 +9,17 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from grokmon.config import Config
-from grokmon.metrics.grokking import lead
-from grokmon.session import RunSession
 
 # scripts/ is not a package: `python scripts/results.py` finds results_pages beside it on sys.path; so does this.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from results_pages import forks as F  # noqa: E402
-from results_pages import lead as L  # noqa: E402
 from results_pages import precision as P  # noqa: E402
-
-KEYS = [k for k, *_ in L.STATISTICS]
-
-
-# ---------------------------------------------------------------------------------------------
-# lead
-
-
-def lead_run(name: str, t_grok: int | None, t_fsd: int | None, t_excluded: int | None, done: bool = True) -> dict:
-    """A collected lead run with the same t_fsd under every statistic."""
-    line: dict[str, Any] = {"name": name, "run_dir": f"/x/{name}", "status": "completed" if done else "not started",
-                            "done": done, "last_step": 9000 if done else None, "p": 113, "seed": 0,
-                            "weight_decay": 1.0, "sweep": "/x"}
-    if not done:
-        return line
-    grokked = t_grok is not None
-    cell = {"m": 5, "t_fsd": t_fsd, "t_fsd_online": None, "lead": lead(t_grok, t_fsd),
-            "fsd_before_excluded": L.before(t_fsd, t_excluded, grokked),
-            "fsd_before_excluded_online": L.before(t_fsd, t_excluded, grokked)}
-    return {**line, "t_grok_50": t_grok, "t_grok": t_grok, "t_grok_99": t_grok, "t_excluded": t_excluded,
-            "t_excluded_online": t_excluded, "key_freqs": [3, 7], "n_key": 2, "excluded_missing": None,
-            "steps": 9000, "wall_s": 600.0, "by_statistic": {k: dict(cell) for k in KEYS}}
-
-
-def lead_data(runs: list[dict]) -> dict:
-    return {"experiment": "lead", "command": "python scripts/results.py collect lead", "collected_at_commit": "abc",
-            "trained_at_commit": "def", "conditions": "1 thread", "paper": L.PAPER_LEAD,
-            "sweeps": [{"dir": "/x", "profile": "fsd", "command": "grokmon sweep fsd", "overrides": [], "n_planned": 15,
-                        "wall": {"sum_run_wall_s": 3600.0, "span_s": 7200.0}}],
-            "statistics": [{"key": k, "label": label, "statistic": s, "m": m} for k, label, s, m in L.STATISTICS],
-            "n_planned": 15, "n_done": sum(r["done"] for r in runs),
-            "not_done": [{"name": r["name"], "status": r["status"], "last_step": None} for r in runs if not r["done"]],
-            "runs": runs, "summary": L.lead_summary(runs), "mu0": {"n_runs": 0}, "wall": {}}
 
 
 def section(page: str, title: str) -> str:
     return page.split(title, 1)[1].split("\n## ", 1)[0]
-
-
-@pytest.mark.unit
-def test_four_of_five_positive_leads_give_the_sign_test_p_and_counts_by_hand() -> None:
-    # leads 1000, 2000, 500, 4000, -300: 4 of 5 positive; two-sided p = 2 * (1 + 5) / 32 = 0.375
-    runs = [lead_run("a", 5000, 4000, 4500), lead_run("b", 6000, 4000, 3000), lead_run("c", 3000, 2500, 2600),
-            lead_run("d", 9000, 5000, 6000), lead_run("e", 2000, 2300, 2400),
-            lead_run("f", None, 3000, 5000), lead_run("g", None, None, None, done=False)]
-    page = L.render_lead(lead_data(runs), "fsd_lead.json")
-    default = next(line for line in section(page, "## Summary against the paper").splitlines()
-                   if line.startswith("| top-5 overlap"))
-    # runs with a lead, mean (1000+2000+500+4000-300)/5 = 1440, 4/5, p, inside 500-3000 (1000, 2000, 500), verdicts:
-    # before the excluded rise in a (4000 < 4500), c (2500 < 2600), d, e; not b; f did not grok: no verdict
-    assert default.split(" | ")[1:] == ["5", "1440", "4/5", "0.375", "3/5", "4/5", "4/5 |"]
-    assert "**6 of 15 runs done.**" in page and "g (not started" in page
-    table = section(page, "## top-5 overlap (the default)")
-    f_row = next(line for line in table.splitlines() if line.startswith("| f |"))
-    assert f_row.split(" | ")[-2:] == ["-", "- |"]  # did not grok: no verdict either way
-    verdicts = section(page, "## What reproduces and what does not")
-    assert "Does not reproduce:\n  - the lead is positive in every run (ours 4 of 5" in verdicts
-    assert "Cannot be judged from these data:\n  - the sign test gives p < 0.05 (ours p = 0.375" in verdicts  # 5 leads
-
-
-@pytest.mark.unit
-def test_nine_positive_leads_inside_the_range_reproduce_the_paper() -> None:
-    runs = [lead_run(f"r{i}", 4000 + 100 * i, 2500 + 100 * i, 3000 + 100 * i) for i in range(9)]  # leads 1500
-    page = L.render_lead(lead_data(runs), "fsd_lead.json")
-    default = section(page, "## What reproduces and what does not").split("**top-3 overlap**")[0]
-    p = 2 / 2 ** 9  # two-sided, 9 of 9 positive
-    assert f"the sign test gives p < 0.05 (ours p = {p:.3g}" in default and "Does not reproduce: nothing." in default
-    assert "the lead is positive in every run (ours 9 of 9" in default.split("Does not reproduce")[0]
-    assert "before the excluded-loss rise (final keys) in every grokked run (ours 9 of 9" in default
-
-
-@pytest.mark.unit
-def test_a_run_that_did_not_grok_gets_no_verdict() -> None:
-    assert L.before(3000, 5000, grokked=False) is None
-    assert L.before(3000, 5000, grokked=True) is True
-    assert L.before(5000, 5000, grokked=True) is False  # the same step is not before
-    assert L.before(None, 5000, grokked=True) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,25 +163,6 @@ def test_a_shift_inside_the_seed_range_is_not_and_a_bf16_run_that_never_groks_is
     data, page = precision_page(tmp_path / "b", [500, 600, None])
     (c,) = [c for c in data["comparisons"] if c["quantity"] == "t_grok"]
     assert c["beyond_spread"] is True and "grokked in 3 of 3 fp32 runs and 2 of 3 bf16 runs" in page
-
-
-# ---------------------------------------------------------------------------------------------
-# collect lead on a real run
-
-
-@pytest.mark.engine
-def test_collect_lead_recomputes_the_logged_fsd_of_a_real_run(tiny: Config, tmp_path: Path) -> None:
-    cfg = tiny.replace("metrics", metrics_every=1).replace("train", checkpoint_every=20, max_steps=100)
-    RunSession.new(cfg, tmp_path / "run").run(handle_signals=False)
-    line = L.collect_lead_run(tmp_path / "run", "run", 0)
-    assert line["done"] and line["p"] == 23
-    check = line["mu0_check"]
-    # This commit logs FSD with the exact mu0 and the same null draws: the recomputation must agree exactly.
-    assert check["n_evaluations"] == 6 and check["max_abs_fsd_diff"] < 1e-12 and check["max_abs_p_diff"] == 0
-    assert check["t_fsd_changed"] is False
-    assert set(line["by_statistic"]) == set(KEYS)
-    if line["t_grok"] is None:
-        assert all(c["fsd_before_excluded"] is None for c in line["by_statistic"].values())
 
 
 @pytest.mark.unit

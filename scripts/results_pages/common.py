@@ -117,15 +117,17 @@ def p_text(p: float | None) -> str:
     return "-" if p is None else f"{p:.3g}"
 
 
-def verdict_paragraph(claims: Sequence[tuple[str, bool | None]]) -> list[str]:
-    """What reproduces and what does not, from (statement, holds) pairs; None = cannot be judged yet."""
+def verdict_paragraph(claims: Sequence[tuple[str, bool | None]], *, interim: bool = False) -> list[str]:
+    """What reproduces and what does not, from (statement, holds) pairs; None = cannot be judged yet.
+    `interim` (a partial grid): every group title says "so far", so no verdict reads as final."""
     yes = [s for s, ok in claims if ok is True]
     no = [s for s, ok in claims if ok is False]
     open_ = [s for s, ok in claims if ok is None]
+    so_far = " so far" if interim else ""
     def group(title: str, items: Sequence[str], none: str) -> list[str]:
-        return [f"- {title}: {none}."] if not items else [f"- {title}:"] + [f"  - {x}." for x in items]
+        return [f"- {title}{so_far}: {none}."] if not items else [f"- {title}{so_far}:"] + [f"  - {x}." for x in items]
 
-    out = group("Reproduces", yes, "nothing yet") + group("Does not reproduce", no, "nothing")
+    out = group("Reproduces", yes, "nothing" if interim else "nothing yet") + group("Does not reproduce", no, "nothing")
     return out + (group("Cannot be judged from these data", open_, "") if open_ else [])
 
 

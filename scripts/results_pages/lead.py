@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from grokmon.errors import GrokmonError
 from grokmon.experiments.fork import fmt_cell
 from grokmon.metrics.grokking import sign_test
 from grokmon.metrics.runs import probed_rows, run_events
@@ -23,6 +23,11 @@ LEAD_RANGE = (500, 3000)  # the paper's lead range, steps
 # SPEC section 5 (Sivasankar 2026; Nanda et al. for p = 53 at weight decay 5).
 PAPER_LEAD = {"lead_range": list(LEAD_RANGE), "mean_lead": 1722, "n_positive": 9, "n": 9, "sign_test_p": 0.004,
               "fsd_before_excluded": [9, 9], "grid": "p in {53, 71, 97, 113, 131} x 3 seeds"}
+
+# A lead run is done when it has ended: by its own rule (completed) or by a non-finite loss (diverged; training
+# stopped there). A stopped run (the user's stop) may be resumed by the sweep, so it is not done; neither is one
+# interrupted, failed or still running: their offline events may still move.
+DONE_STATUSES = ("completed", "diverged")
 
 # The four statistics of the lead table: (key, label, statistic, m); m None = the final number of key freqs.
 STATISTICS = (("overlap_m5", "top-5 overlap (the default)", "overlap", 5),
@@ -46,32 +51,28 @@ def collect_lead_run(run_dir: Path, name: str, seed: int | None) -> dict[str, An
     """One lead run: events from its rows, t_fsd per statistic recomputed from spectra.jsonl with the exact mu0,
     t_excluded from its checkpoints with the final keys (grokmon.offline), and the logged-vs-exact FSD check."""
     status, summary, rows = run_state(run_dir)
-    line: dict[str, Any] = {"name": name, "run_dir": str(run_dir), "status": status, "done": status == "completed",
+    line: dict[str, Any] = {"name": name, "run_dir": str(run_dir), "status": status, "done": status in DONE_STATUSES,
                             "last_step": rows[-1]["step"] if rows else None}
     if not (run_dir / "config.json").is_file():
         return {**line, "p": None, "seed": seed, "weight_decay": None}
     cfg = read_config(run_dir)
     line.update(p=cfg.task.p, seed=cfg.model.seed if seed is None else seed, weight_decay=cfg.optim.weight_decay)
     if not line["done"]:
-        return line  # offline events of a run still going (or stopped) are provisional: not tabulated
+        return line  # offline events of a run that may go on (running, stopped) are provisional: not tabulated
     me = cfg.metrics
-    logged = run_events(rows, me.alpha)
-    t_grok = logged["t_grok"]
-    from grokmon.offline import offline_excluded  # torch and the model: only for a finished run
+    from grokmon.offline import excluded_record  # torch and the model: only for a finished run
 
-    try:
-        ex = offline_excluded(run_dir, rows, cfg=cfg, full=False)
-        excluded = {"t_excluded": ex.t_excluded, "key_freqs": list(ex.key_freqs), "excluded_final_step": ex.final_step,
-                    "excluded_missing": ex.missing or None, "excluded_checkpoints": ex.n_checkpoints,
-                    "excluded_seconds": round(ex.seconds, 1)}
-    except GrokmonError as e:
-        excluded = {"t_excluded": None, "key_freqs": [], "excluded_final_step": None,
-                    "excluded_missing": f"cannot recompute from the checkpoints ({e})", "excluded_checkpoints": 0,
-                    "excluded_seconds": None}
+    t0 = time.perf_counter()
+    # summary None: recomputed from the checkpoints, not the summary's record (the page says "recomputed").
+    excluded = excluded_record(run_dir, None, rows, cfg)
+    seconds = time.perf_counter() - t0
+    logged = run_events(rows, me.alpha, excluded)  # t_excluded from the record, kept as "excluded_offline"
+    t_grok = logged["t_grok"]
     n_key = len(excluded["key_freqs"])
-    line.update({k: logged[k] for k in ("t_grok_50", "t_grok", "t_grok_99", "t_excluded_online")})
-    line.update(excluded, n_key=n_key, steps=summary.get("steps") if summary else None,
-                wall_s=summary.get("wall_s") if summary else None)
+    line.update({k: logged[k] for k in ("t_grok_50", "t_grok", "t_grok_99", "t_excluded", "t_excluded_online",
+                                        "excluded_offline")})
+    line.update(key_freqs=excluded["key_freqs"], n_key=n_key, excluded_seconds=round(seconds, 1),
+                steps=summary.get("steps") if summary else None, wall_s=summary.get("wall_s") if summary else None)
     spectra = read_jsonl(run_dir / "spectra.jsonl") if (run_dir / "spectra.jsonl").is_file() else []
     probed = probed_rows(rows)
     grokked = t_grok is not None
@@ -107,8 +108,9 @@ def mu0_check(probed: Sequence[dict[str, Any]], series: dict[int, tuple[float, f
 
 
 def lead_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per statistic, over the finished runs: the leads, their mean, the sign test, how many sit inside the
-    paper's range, and the FSD-before-excluded verdicts (grokked runs only)."""
+    """Per statistic, over the finished runs: the leads, their mean, the sign test (over the non-zero leads), how
+    many sit inside the paper's range, the FSD-before-excluded verdicts, and grokked_counts (over the grokked runs,
+    the denominator of the page's "in every grokked run" claims)."""
     done = [r for r in runs if r["done"]]
     out = {}
     for key, *_ in STATISTICS:
@@ -123,6 +125,26 @@ def lead_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     "inside_range": sum(LEAD_RANGE[0] <= x <= LEAD_RANGE[1] for x in leads),
                     "n_verdicts": len(verdicts), "n_fsd_before_excluded": sum(verdicts),
                     "n_verdicts_online": len(online), "n_fsd_before_excluded_online": sum(online)}
+        out[key].update(grokked_counts(runs, key))
+    return out
+
+
+def grokked_counts(runs: Sequence[dict[str, Any]], key: str) -> dict[str, int]:
+    """One statistic over the finished runs that grokked, which the paper's "in every run" claims are about:
+    leads positive, zero, negative or missing (no t_fsd), inside the paper's range, and the FSD-before-excluded
+    verdicts (before, not before, none for want of t_excluded). Render recomputes it from the runs, so a JSON
+    collected before these counts existed renders the same."""
+    cells = [(r, r["by_statistic"][key]) for r in runs if r["done"] and r["t_grok"] is not None]
+    leads = [c["lead"] for _, c in cells if c["lead"] is not None]
+    out = {"n_grokked": len(cells), "n_no_fsd": sum(c["t_fsd"] is None for _, c in cells),
+           "n_lead_positive": sum(x > 0 for x in leads), "n_lead_zero": sum(x == 0 for x in leads),
+           "n_lead_negative": sum(x < 0 for x in leads),
+           "n_lead_inside": sum(LEAD_RANGE[0] <= x <= LEAD_RANGE[1] for x in leads)}
+    for suffix, t_excluded in (("", "t_excluded"), ("_online", "t_excluded_online")):
+        verdicts = [c["fsd_before_excluded" + suffix] for _, c in cells]
+        out["n_before" + suffix] = sum(v is True for v in verdicts)
+        out["n_not_before" + suffix] = sum(v is False for v in verdicts)
+        out["n_no_excluded" + suffix] = sum(c["t_fsd"] is not None and r[t_excluded] is None for r, c in cells)
     return out
 
 
@@ -165,15 +187,9 @@ def collect_lead(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render_lead(data: dict[str, Any], json_name: str) -> str:
-    paper, stats = data["paper"], data["statistics"]
-    runs = data["runs"]
     lines = header(data, "FSD lead over grokking: the lead table", json_name)
     lines += ["Sweeps:", ""] + [f"    {s['command']}" for s in data["sweeps"]] + [""]
-    lines += [f"**{data['n_done']} of {data['n_planned']} runs done.** Every count below is over the finished "
-              "runs only." + (" Not finished: " + ", ".join(
-                  f"{r['name']} ({r['status']}"
-                  + (f", last step {r['last_step']})" if r["last_step"] is not None else ")")
-                  for r in data["not_done"]) + "." if data["not_done"] else ""), ""]
+    lines += done_paragraph(data)
     lines += weight_decay_notes(data)
     lines += ["Definitions ([metrics.md](../metrics.md)): t_grok is the first evaluation with val_acc >= 0.95 "
               "(0.5 and 0.99 crossings beside it); t_fsd is the offline FSD ceiling, recomputed here from each "
@@ -182,54 +198,157 @@ def render_lead(data: dict[str, Any], json_name: str) -> str:
               "excluded loss's lasting rise with the final checkpoint's key frequencies, recomputed from the "
               "checkpoints; t_excluded (online keys) is the same rule on the excluded loss logged during training. "
               "The FSD-before-excluded verdict is given only for runs that grokked.", ""]
-    lines += ["## Summary against the paper", ""]
-    head = ["", "runs with a lead", "mean lead", "lead > 0", "two-sided sign test p",
-            f"lead inside {LEAD_RANGE[0]}-{LEAD_RANGE[1]}", "FSD before excluded (final keys)",
-            "FSD before excluded (online keys)"]
-    body = [["paper", paper["n"], paper["mean_lead"], f"{paper['n_positive']}/{paper['n']}",
-             f"~{paper['sign_test_p']}", "all (their range)", "{}/{}".format(*paper["fsd_before_excluded"]), "-"]]
-    for st in stats:
-        s = data["summary"][st["key"]]
-        body.append([st["label"], s["n_leads"], fmt_cell(s["mean_lead"], ".0f"),
-                     f"{s['n_positive']}/{s['sign_test_n']}", p_text(s["sign_test_p"]),
-                     f"{s['inside_range']}/{s['n_leads']}",
-                     f"{s['n_fsd_before_excluded']}/{s['n_verdicts']}",
-                     f"{s['n_fsd_before_excluded_online']}/{s['n_verdicts_online']}"])
-    lines += table(head, body) + [""]
-    lines += [f"The paper's grid is {paper['grid']}. A sign test on n non-zero leads cannot go below p = 2^(1-n) "
-              "(two-sided), so it needs 6 or more leads, all of one sign, to reach p < 0.05.", ""]
-    lines += ["## What reproduces and what does not", ""] + lead_verdicts(data) + [""]
-    lines += ["## Runs", ""]
-    lines += table(["run", "p", "seed", "weight decay", "status", "t_grok (0.5 / 0.95 / 0.99)",
-                    "t_excluded (final keys)", "t_excluded (online keys)", "key frequencies (final checkpoint)",
-                    "steps", "wall time"],
-                   [[r["name"], fmt_cell(r["p"]), fmt_cell(r["seed"]), fmt_cell(r["weight_decay"], "g"), r["status"]]
-                    + ([f"{fmt_cell(r['t_grok_50'])} / {fmt_cell(r['t_grok'])} / {fmt_cell(r['t_grok_99'])}",
-                        fmt_cell(r["t_excluded"]) if not r.get("excluded_missing") else "n/a",
-                        fmt_cell(r["t_excluded_online"]), ", ".join(map(str, r["key_freqs"])) or "-",
-                        fmt_cell(r["steps"]), fmt_cell(r["wall_s"] and r["wall_s"] / 60, ".0f") + " min"]
-                       if r["done"] else ["-"] * 6) for r in runs]) + [""]
-    missing = [f"- {r['name']}: t_excluded not computed: {r['excluded_missing']}." for r in runs
-               if r["done"] and r.get("excluded_missing")]
-    lines += missing + ([""] if missing else [])
-    done = [r for r in runs if r["done"]]
-    for st in stats:
-        lines += [f"## {st['label']}", ""]
-        lines += table(["run", "m", "t_grok", "t_fsd (offline)", "t_fsd (online detector)", "lead",
-                        "FSD before excluded (final keys)", "FSD before excluded (online keys)"],
-                       [[r["name"], fmt_cell(c["m"]), fmt_cell(r["t_grok"]), fmt_cell(c["t_fsd"]),
-                         fmt_cell(c["t_fsd_online"]), fmt_cell(c["lead"]), fmt_cell(c["fsd_before_excluded"]),
-                         fmt_cell(c["fsd_before_excluded_online"])]
-                        for r in done if (c := r["by_statistic"][st["key"]])]) + [""]
-        if len(done) < len(runs):
-            lines += [f"The {len(runs) - len(done)} runs not finished are listed under Runs above.", ""]
-        s = data["summary"][st["key"]]
-        lines += [f"Mean lead {fmt_cell(s['mean_lead'], '.0f')} steps over {s['n_leads']} runs with a lead "
-                  f"({s['n_done']} done, {s['n_grokked']} grokked); positive in {s['n_positive']} of "
-                  f"{s['sign_test_n']} non-zero leads; two-sided sign test p = {p_text(s['sign_test_p'])}; inside "
-                  f"{LEAD_RANGE[0]}-{LEAD_RANGE[1]}: {s['inside_range']} of {s['n_leads']}.", ""]
+    lines += summary_section(data) + verdict_section(data) + runs_section(data) + statistic_sections(data)
     lines += mu0_section(data) + wall_section(data) + earlier_section(data)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def interim(data: dict[str, Any]) -> str:
+    """" (interim: 6 of 15 runs done)" for a heading while the grid is partial, else ""."""
+    n_done, n_planned = data["n_done"], data["n_planned"]
+    return f" (interim: {n_done} of {n_planned} runs done)" if n_done < n_planned else ""
+
+
+def excluded_missing(run: dict[str, Any]) -> str:
+    """Why a done run's t_excluded (final keys) was not computed, "" when it was: its excluded_offline record's
+    reason (grokmon.offline; a JSON collected before the record was kept has it as excluded_missing)."""
+    record = run.get("excluded_offline")
+    return (record.get("missing") if record else run.get("excluded_missing")) or ""
+
+
+def done_paragraph(data: dict[str, Any]) -> list[str]:
+    """How many runs are done, which statuses count as done, and the runs that are not, with their status."""
+    text = (f"**{data['n_done']} of {data['n_planned']} runs done.** A run is done when its status is "
+            f"{' or '.join(DONE_STATUSES)}: it has ended (a run that diverged before grokking gets no "
+            "FSD-before-excluded verdict). A stopped run may be resumed by the sweep, so it is not done. Every "
+            "count below is over the done runs only.")
+    stale = [r for r in data["runs"] if r["status"] in DONE_STATUSES and not r["done"]]
+    if stale:  # a JSON collected when only "completed" counted
+        text += (" This JSON was collected under an older rule: " + ", ".join(f"{r['name']} ({r['status']})"
+                 for r in stale) + " ended but are not tabulated; collect again to include them.")
+    if data["not_done"]:
+        text += " Not done: " + ", ".join(
+            f"{r['name']} ({r['status']}" + (f", last step {r['last_step']})" if r["last_step"] is not None else ")")
+            for r in data["not_done"]) + "."
+    return [text, ""]
+
+
+def summary_section(data: dict[str, Any]) -> list[str]:
+    paper, lo, hi = data["paper"], *LEAD_RANGE
+    # The paper's excluded-loss baseline is not public: its 9/9 is theirs, not a final-keys count.
+    head = ["", "runs grokked", "runs with a lead", "mean lead", "lead > 0 (of the grokked runs)",
+            "two-sided sign test p (over the non-zero leads)", f"lead inside {lo}-{hi} (of the grokked runs)",
+            "FSD before excluded (of the grokked runs; ours: final keys)",
+            "FSD before excluded (of the grokked runs; ours: online keys)"]
+    body = [["paper", "-", paper["n"], paper["mean_lead"], f"{paper['n_positive']}/{paper['n']}",
+             f"~{paper['sign_test_p']} (n = {paper['n']})", "all (their range)",
+             "{}/{} (their baseline; definition not public)".format(*paper["fsd_before_excluded"]), "-"]]
+    for st in data["statistics"]:
+        s, g = data["summary"][st["key"]], grokked_counts(data["runs"], st["key"])
+        n = g["n_grokked"]
+        body.append([st["label"], n, s["n_leads"], fmt_cell(s["mean_lead"], ".0f"), f"{g['n_lead_positive']}/{n}",
+                     f"{p_text(s['sign_test_p'])} (n = {s['sign_test_n']})", f"{g['n_lead_inside']}/{n}",
+                     f"{g['n_before']}/{n}", f"{g['n_before_online']}/{n}"])
+    return [f"## Summary against the paper{interim(data)}", ""] + table(head, body) + [
+        "", f"The paper's grid is {paper['grid']}. A sign test on n non-zero leads cannot go below p = 2^(1-n) "
+        "(two-sided), so it needs 6 or more non-zero leads, all of one sign, to reach p < 0.05.", ""]
+
+
+def verdict_section(data: dict[str, Any]) -> list[str]:
+    out = [f"## What reproduces and what does not{interim(data)}", ""]
+    if interim(data):
+        left = data["n_planned"] - data["n_done"]
+        out += [f"**Interim, not final: {left} of the {data['n_planned']} planned runs are not done.** Each verdict "
+                f"below says what the {data['n_done']} done runs show so far; a claim that holds so far can still "
+                "fail, and a mean or a test can still move either way, as the rest finish.", ""]
+    return out + lead_verdicts(data) + [""]
+
+
+def runs_section(data: dict[str, Any]) -> list[str]:
+    runs = data["runs"]
+    out = ["## Runs", ""]
+    out += table(["run", "p", "seed", "weight decay", "status", "t_grok (0.5 / 0.95 / 0.99)",
+                  "t_excluded (final keys)", "t_excluded (online keys)", "key frequencies (final checkpoint)",
+                  "steps", "wall time"],
+                 [[r["name"], fmt_cell(r["p"]), fmt_cell(r["seed"]), fmt_cell(r["weight_decay"], "g"), r["status"]]
+                  + ([f"{fmt_cell(r['t_grok_50'])} / {fmt_cell(r['t_grok'])} / {fmt_cell(r['t_grok_99'])}",
+                      fmt_cell(r["t_excluded"]) if not excluded_missing(r) else "n/a",
+                      fmt_cell(r["t_excluded_online"]), ", ".join(map(str, r["key_freqs"])) or "-",
+                      fmt_cell(r["steps"]), fmt_cell(r["wall_s"] and r["wall_s"] / 60, ".0f") + " min"]
+                     if r["done"] else ["-"] * 6) for r in runs]) + [""]
+    missing = [f"- {r['name']}: t_excluded not computed: {excluded_missing(r)}." for r in runs
+               if r["done"] and excluded_missing(r)]
+    return out + missing + ([""] if missing else [])
+
+
+def statistic_sections(data: dict[str, Any]) -> list[str]:
+    runs, lo, hi = data["runs"], *LEAD_RANGE
+    done = [r for r in runs if r["done"]]
+    out = []
+    for st in data["statistics"]:
+        out += [f"## {st['label']}", ""]
+        out += table(["run", "m", "t_grok", "t_fsd (offline)", "t_fsd (online detector)", "lead",
+                      "FSD before excluded (final keys)", "FSD before excluded (online keys)"],
+                     [[r["name"], fmt_cell(c["m"]), fmt_cell(r["t_grok"]), fmt_cell(c["t_fsd"]),
+                       fmt_cell(c["t_fsd_online"]), fmt_cell(c["lead"]), fmt_cell(c["fsd_before_excluded"]),
+                       fmt_cell(c["fsd_before_excluded_online"])]
+                      for r in done if (c := r["by_statistic"][st["key"]])]) + [""]
+        if len(done) < len(runs):
+            out += [f"The {len(runs) - len(done)} runs not done are listed under Runs above.", ""]
+        s, g = data["summary"][st["key"]], grokked_counts(runs, st["key"])
+        out += [f"Mean lead {fmt_cell(s['mean_lead'], '.0f')} steps over {s['n_leads']} runs with a lead "
+                f"({s['n_done']} done, {g['n_grokked']} grokked); positive in {g['n_lead_positive']} of "
+                f"{g['n_grokked']} grokked runs{not_positive(g)}; two-sided sign test over the {s['sign_test_n']} "
+                f"non-zero leads p = {p_text(s['sign_test_p'])}; inside {lo}-{hi}: {g['n_lead_inside']} of "
+                f"{g['n_grokked']} grokked runs.", ""]
+    return out
+
+
+def reasons(counts: Sequence[tuple[int, str]]) -> str:
+    """': 2 have no t_fsd, 1 has lead 0' from (count, what) pairs, leaving out zero counts; '' when all are."""
+    parts = [f"{n} {'has' if n == 1 else 'have'} {what}" for n, what in counts if n]
+    return f": {', '.join(parts)}" if parts else ""
+
+
+def not_positive(g: dict[str, int]) -> str:
+    """Why grokked runs are not counted as a positive lead."""
+    return reasons([(g["n_no_fsd"], "no t_fsd"), (g["n_lead_zero"], "lead 0"),
+                    (g["n_lead_negative"], "a negative lead")])
+
+
+def lead_verdicts(data: dict[str, Any]) -> list[str]:
+    """The paper's claims per statistic. "In every run" is judged over the grokked runs: a grokked run without a
+    lead or a verdict (no t_fsd, no t_excluded) is a run where the claim is not shown, so the claim does not hold."""
+    paper, out, lo, hi = data["paper"], [], *LEAD_RANGE
+    for st in data["statistics"]:
+        s, g = data["summary"][st["key"]], grokked_counts(data["runs"], st["key"])
+        n, n_nonzero = g["n_grokked"], s["sign_test_n"]
+        outside = n - g["n_no_fsd"] - g["n_lead_inside"]
+        claims = [
+            (f"the lead is positive in every grokked run (ours {g['n_lead_positive']} of {n} grokked runs"
+             f"{not_positive(g)}; paper {paper['n_positive']}/{paper['n']})",
+             (g["n_lead_positive"] == n) if n else None),
+            (f"every grokked run's lead is inside {lo}-{hi} (ours {g['n_lead_inside']} of {n} grokked runs"
+             f"{reasons([(g['n_no_fsd'], 'no t_fsd'), (outside, f'a lead outside {lo}-{hi}')])})",
+             (g["n_lead_inside"] == n) if n else None),
+            (f"the mean lead is inside {lo}-{hi} (ours {fmt_cell(s['mean_lead'], '.0f')} over {s['n_leads']} "
+             f"leads, paper {paper['mean_lead']})", (lo <= s["mean_lead"] <= hi) if s["n_leads"] else None),
+            (f"the two-sided sign test gives p < 0.05 (ours p = {p_text(s['sign_test_p'])} over {n_nonzero} "
+             f"non-zero leads, paper ~{paper['sign_test_p']})"
+             + ("" if n_nonzero >= 6 else "; it needs 6 or more non-zero leads"),
+             (s["sign_test_p"] < 0.05) if n_nonzero >= 6 else None),
+            (f"the FSD ceiling comes before the excluded-loss rise (final keys) in every grokked run (ours "
+             f"{g['n_before']} of {n} grokked runs"
+             + reasons([(g["n_no_fsd"], "no t_fsd and so no verdict"),
+                        (g["n_no_excluded"], "no t_excluded (final keys) and so no verdict"),
+                        (g["n_not_before"], "the rise at or before t_fsd")])
+             + "; paper {}/{} with its own excluded-loss baseline, whose definition is not public)".format(
+                 *paper["fsd_before_excluded"]),
+             (g["n_before"] == n) if n else None),
+        ]
+        out += [f"**{st['label']}** ({s['n_done']} of {data['n_planned']} runs done):", ""]
+        out += verdict_paragraph(claims, interim=bool(interim(data))) + [""]
+    return out
 
 
 def weight_decay_notes(data: dict[str, Any]) -> list[str]:
@@ -250,31 +369,6 @@ def weight_decay_notes(data: dict[str, Any]) -> list[str]:
                          f"{failed[0]['wd']:g} did not grok ([below](#earlier-seed-0-runs-not-pooled))")
                 text += "; Nanda et al. needed weight decay 5 for p = 53 too." if p == 53 else "."
         out += [text, ""]
-    return out
-
-
-def lead_verdicts(data: dict[str, Any]) -> list[str]:
-    paper, out = data["paper"], []
-    for st in data["statistics"]:
-        s = data["summary"][st["key"]]
-        n, lo, hi = s["n_leads"], *LEAD_RANGE
-        has = n > 0
-        claims = [
-            (f"the lead is positive in every run (ours {s['n_positive']} of {s['sign_test_n']}, paper "
-             f"{paper['n_positive']}/{paper['n']})", (s["n_positive"] == s["sign_test_n"]) if has else None),
-            (f"every lead is inside {lo}-{hi} (ours {s['inside_range']} of {n})",
-             (s["inside_range"] == n) if has else None),
-            (f"the mean lead is inside {lo}-{hi} (ours {fmt_cell(s['mean_lead'], '.0f')}, paper {paper['mean_lead']})",
-             (lo <= s["mean_lead"] <= hi) if has else None),
-            (f"the sign test gives p < 0.05 (ours p = {p_text(s['sign_test_p'])} over {n} leads, paper "
-             f"~{paper['sign_test_p']})" + ("" if n >= 6 else "; it needs 6 or more leads"),
-             (s["sign_test_p"] < 0.05) if has and n >= 6 else None),
-            (f"the FSD ceiling comes before the excluded-loss rise (final keys) in every grokked run (ours "
-             f"{s['n_fsd_before_excluded']} of {s['n_verdicts']}, paper all)",
-             (s["n_fsd_before_excluded"] == s["n_verdicts"]) if s["n_verdicts"] else None),
-        ]
-        out += [f"**{st['label']}** ({s['n_done']} of {data['n_planned']} runs done):", ""]
-        out += verdict_paragraph(claims) + [""]
     return out
 
 
