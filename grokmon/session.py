@@ -22,7 +22,7 @@ from grokmon.events import Command, Finished, Sink
 from grokmon.rundir import layout
 from grokmon.rundir.lock import RunLock
 from grokmon.rundir.readers import checkpoints, load_checkpoint, read_config, read_events, read_jsonl, read_summary
-from grokmon.rundir.records import dumps, valid_row
+from grokmon.rundir.records import DONE, dumps, valid_row
 from grokmon.trainstate import TrainingState
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -105,7 +105,7 @@ class RunSession:
     engine: Any = None
     rundir: Any = None
     lock: RunLock | None = None  # this process's writer lock on run_dir, from preparation to the end
-    finished_before: bool = False  # summary.json said "completed" when the lock was taken
+    finished_before: bool = False  # summary.json said completed or diverged (records.DONE) when the lock was taken
     resumed: bool = False  # continues (or restarts) a run that an earlier process wrote
     _sinks: tuple[Sink, ...] = ()
 
@@ -178,7 +178,7 @@ class RunSession:
         session = cls(cfg, Path(run_dir), lock=lock)
         try:
             summary = read_summary(session.run_dir)
-            session.finished_before = summary is not None and summary["status"] == "completed"
+            session.finished_before = summary is not None and summary["status"] in DONE
             session.state = session._latest_state()
         except BaseException:
             lock.release()

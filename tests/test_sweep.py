@@ -134,3 +134,17 @@ def test_ray_backend_without_ray_installed_is_a_clear_error(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError, match=r"pip install 'grokmon\[ray\]'"):
         run_jobs([RunJob("a", "/nonexistent/a", {})], backend="ray")
+
+
+@pytest.mark.parametrize(("status", "done"), [("completed", True), ("diverged", True), ("stopped", False),
+                                              ("interrupted", False), ("failed", False), (None, False)])
+def test_a_rerun_skips_completed_and_diverged_runs_and_resumes_the_others(tmp_path: Path, status: str | None,
+                                                                         done: bool) -> None:
+    """A diverged run would replay the same steps to the same non-finite loss: training it again is waste."""
+    from grokmon.experiments.jobs import is_done
+
+    run = tmp_path / "run"
+    run.mkdir()
+    if status is not None:
+        (run / "summary.json").write_text(json.dumps({"status": status, "steps": 10}))
+    assert is_done(run) is done

@@ -23,6 +23,7 @@ from grokmon.rundir import layout
 from grokmon.rundir.lock import RunBusy
 from grokmon.rundir.readers import last_row
 from grokmon.rundir.readers import read_summary as rundir_summary
+from grokmon.rundir.records import DONE
 
 DEAD_GRACE_S = 5.0  # how long a worker that exited may take to deliver its result
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -73,9 +74,10 @@ def final_status(result_status: str | None, run_dir: Path) -> str:
 
 
 def is_done(run_dir: Path) -> bool:
-    """A finished run: summary.json says completed (grokked or reached its step limit)."""
+    """A run that training again would not change: summary.json says completed (grokked or reached its step
+    limit) or diverged (rundir.records.DONE)."""
     summary = read_summary(run_dir)
-    return summary is not None and summary.get("status") == "completed"
+    return summary is not None and summary.get("status") in DONE
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ STATUSES = ("completed", "stopped", "interrupted", "diverged", "failed")
 # Statuses of a run that ended for good (its own rule, the user's stop, a non-finite loss). Any other (running,
 # interrupted, crashed, failed) can go on: its offline events, the final keys behind t_excluded included, may move.
 ENDED = ("completed", "stopped", "diverged")
+# Of those, the ones that training again would not change: a run's own end (completed) and a non-finite loss
+# (diverged: a resume replays the same steps to it). fork and sweep skip these; a stopped run is resumed.
+DONE = ("completed", "diverged")
 
 
 def dumps(obj: Any) -> str:

@@ -14,6 +14,7 @@ from grokmon.experiments.fork import fmt_cell
 from grokmon.metrics.grokking import sign_test
 from grokmon.metrics.runs import probed_rows, run_events
 from grokmon.rundir.readers import read_config, read_jsonl
+from grokmon.rundir.records import DONE
 
 from .common import header, p_text, provenance, run_state, sweep_plan, sweep_wall, table, verdict_paragraph, wall_lines
 from .exact_fsd import fsd_series, series_events
@@ -24,10 +25,10 @@ LEAD_RANGE = (500, 3000)  # the paper's lead range, steps
 PAPER_LEAD = {"lead_range": list(LEAD_RANGE), "mean_lead": 1722, "n_positive": 9, "n": 9, "sign_test_p": 0.004,
               "fsd_before_excluded": [9, 9], "grid": "p in {53, 71, 97, 113, 131} x 3 seeds"}
 
-# A lead run is done when it has ended: by its own rule (completed) or by a non-finite loss (diverged; training
-# stopped there). A stopped run (the user's stop) may be resumed by the sweep, so it is not done; neither is one
-# interrupted, failed or still running: their offline events may still move.
-DONE_STATUSES = ("completed", "diverged")
+# A lead run is done when the sweep would not train it again (grokmon.rundir.records.DONE: completed, or
+# diverged). A stopped run may be resumed by the sweep, so it is not done; neither is one interrupted, failed or
+# still running: their offline events may still move.
+DONE_STATUSES = DONE
 
 # The four statistics of the lead table: (key, label, statistic, m); m None = the final number of key freqs.
 STATISTICS = (("overlap_m5", "top-5 overlap (the default)", "overlap", 5),
