@@ -25,8 +25,10 @@ from grokmon.rundir.readers import read_json
 # `python scripts/results.py` puts this file's folder first on sys.path: that is how results_pages is found,
 # from any working directory.
 from results_pages.common import RESULTS, write_json
-from results_pages.forks import collect_forks, render_forks
-from results_pages.lead import collect_lead, render_lead
+from results_pages.forks_collect import collect_forks
+from results_pages.forks_render import render_forks
+from results_pages.lead_collect import collect_lead
+from results_pages.lead_render import render_lead
 from results_pages.precision import collect_precision, render_precision
 
 PAGES = {"lead": "fsd_lead", "forks": "wd_fork", "precision": "precision"}  # experiment -> page name

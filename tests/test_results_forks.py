@@ -1,5 +1,6 @@
-"""The fork page (scripts/results_pages/forks.py) on tiny fake fork reports: which fork supersedes which, seed
-groups that cannot be averaged, claims that cannot be judged, and what the page says beside its verdicts."""
+"""The fork page (scripts/results_pages/forks_collect.py, forks_render.py) on tiny fake fork reports: which fork
+supersedes which, seed groups that cannot be averaged, claims that cannot be judged, and what the page says
+beside its verdicts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from results_pages import forks as F  # noqa: E402
+from results_pages import forks_collect as FC  # noqa: E402
+from results_pages import forks_render as FR  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -41,12 +43,12 @@ def collect(tmp_path: Path, reports: dict[str, dict]) -> dict:
     src = tmp_path / "forks.json"
     src.write_text(json.dumps(reports))
     args = argparse.Namespace(from_=[str(src)], commit=None, conditions="branches evaluated every 100 steps")
-    return F.collect_forks(args)
+    return FC.collect_forks(args)
 
 
 def verdicts(data: dict) -> dict[str, str]:
     """The page's verdict section by group: yes, no, open (cannot be judged), notes; and the whole page."""
-    page = F.render_forks(data, "wd_fork_fits.json")
+    page = FR.render_forks(data, "wd_fork_fits.json")
     text = page.split("## What reproduces and what does not")[1].split("\n## ")[0]
     out = {"yes": "", "no": "", "open": "", "notes": "", "page": page}
     heads = {"- Reproduces": "yes", "- Does not reproduce": "no", "- Cannot be judged from these data": "open"}
@@ -67,7 +69,7 @@ def test_a_fork_supersedes_an_older_one_only_at_the_same_step_and_lambda0() -> N
                {"name": "old-step", **report(1, 800, INVERSE, judged=False)},
                {"name": "given", **report(1, 400, INVERSE, judged=False, rule="given step")},
                {"name": "new", **report(1, 1000, INVERSE)}, {"name": "new2", **report(1, 1200, INVERSE)}]
-    roles = F.fork_roles(reports)
+    roles = FC.fork_roles(reports)
     assert roles.pop("given")[0] == "variant"  # a re-fork at a given step stays a variant
     assert roles == {"old": ("superseded", "new"),  # the same run forked again at the same point
                      "old-lam": ("result", None), "old-step": ("result", None),  # not replaced by new or new2
@@ -151,7 +153,7 @@ def test_branch_tables_show_the_loss_ratio_and_what_the_rule_could_not_judge(tmp
     fork["branches"][0].update(max_loss_ratio=34.27, min_train_acc=0.837)
     fork["branches"][1].update(max_loss_ratio=None, stability_note="loss test not applied: the pre-fork level is 0")
     data = collect(tmp_path, {"a": fork})
-    page = F.render_forks(data, "wd_fork_fits.json")
+    page = FR.render_forks(data, "wd_fork_fits.json")
     assert "| 2400 | yes | 20.00 | yes | after 2500 to 4900 | 0.837 | 34.3 | 0 / 0 |" in page
     assert "| yes (loss test not applied: the pre-fork level is 0) | after 2500 to 3700 | 1.000 | - |" in page
     assert ("one evaluation below 0.99 spans 0 steps although the dip may have lasted up to 199 steps between "
@@ -160,6 +162,6 @@ def test_branch_tables_show_the_loss_ratio_and_what_the_rule_could_not_judge(tmp
     for b in data["forks"][0]["branches"]:  # JSON collected before these keys were carried
         for key in ("max_loss_ratio", "stability_note", "dip_steps", "spike_steps"):
             del b[key]
-    page = F.render_forks(data, "wd_fork_fits.json")
+    page = FR.render_forks(data, "wd_fork_fits.json")
     assert "| yes | after 2500 to 4900 | 0.837 | - | - |" in page
     assert "not in wd_fork_fits.json (collected before they were carried from fork.json)" in page

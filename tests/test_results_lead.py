@@ -1,6 +1,7 @@
-"""scripts/results_pages/lead.py: the lead page from JSON and its collect step. Tiny fake inputs with hand-computed
-expectations: the sign test and counts, claims judged over the grokked runs, the interim status of a partial grid,
-which statuses count as done; collect on a planted run directory (events by hand) and on one tiny real run.
+"""scripts/results_pages/lead_render.py and lead_collect.py: the lead page from JSON and its collect step. Tiny
+fake inputs with hand-computed expectations: the sign test and counts, claims judged over the grokked runs, the
+interim status of a partial grid, which statuses count as done; collect on a planted run directory (events by
+hand) and on one tiny real run.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from grokmon.session import RunSession
 
 # scripts/ is not a package: `python scripts/results.py` finds results_pages beside it on sys.path; so does this.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from results_pages import lead as L  # noqa: E402
+from results_pages import lead_collect as LC  # noqa: E402
+from results_pages import lead_render as LR  # noqa: E402
 from results_pages.exact_fsd import series_events  # noqa: E402
 
-KEYS = [k for k, *_ in L.STATISTICS]
+KEYS = [k for k, *_ in LC.STATISTICS]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,8 +45,8 @@ def lead_run(name: str, t_grok: int | None, t_fsd: int | None, t_excluded: int |
         return line
     grokked = t_grok is not None
     cell = {"m": 5, "t_fsd": t_fsd, "t_fsd_online": None, "lead": lead(t_grok, t_fsd),
-            "fsd_before_excluded": L.before(t_fsd, t_excluded, grokked),
-            "fsd_before_excluded_online": L.before(t_fsd, t_excluded_online, grokked)}
+            "fsd_before_excluded": LC.before(t_fsd, t_excluded, grokked),
+            "fsd_before_excluded_online": LC.before(t_fsd, t_excluded_online, grokked)}
     return {**line, "t_grok_50": t_grok, "t_grok": t_grok, "t_grok_99": t_grok, "t_excluded": t_excluded,
             "t_excluded_online": t_excluded_online, "key_freqs": [3, 7], "n_key": 2, "excluded_missing": None,
             "steps": 9000, "wall_s": 600.0, "by_statistic": {k: dict(cell) for k in KEYS}}
@@ -52,14 +54,14 @@ def lead_run(name: str, t_grok: int | None, t_fsd: int | None, t_excluded: int |
 
 def lead_data(runs: list[dict], n_planned: int = 15) -> dict:
     return {"experiment": "lead", "command": "python scripts/results.py collect lead", "collected_at_commit": "abc",
-            "trained_at_commit": "def", "conditions": "1 thread", "paper": L.PAPER_LEAD,
+            "trained_at_commit": "def", "conditions": "1 thread", "paper": LC.PAPER_LEAD,
             "sweeps": [{"dir": "/x", "profile": "fsd", "command": "grokmon sweep fsd", "overrides": [],
                         "n_planned": n_planned, "wall": {"sum_run_wall_s": 3600.0, "span_s": 7200.0}}],
-            "statistics": [{"key": k, "label": label, "statistic": s, "m": m} for k, label, s, m in L.STATISTICS],
+            "statistics": [{"key": k, "label": label, "statistic": s, "m": m} for k, label, s, m in LC.STATISTICS],
             "n_planned": n_planned, "n_done": sum(r["done"] for r in runs),
             "not_done": [{"name": r["name"], "status": r["status"], "last_step": r["last_step"]} for r in runs
                          if not r["done"]],
-            "runs": runs, "summary": L.lead_summary(runs), "mu0": {"n_runs": 0}, "wall": {}}
+            "runs": runs, "summary": LC.lead_summary(runs), "mu0": {"n_runs": 0}, "wall": {}}
 
 
 def section(page: str, title: str) -> str:
@@ -104,7 +106,7 @@ def four_of_five() -> list[dict]:
 
 @pytest.mark.unit
 def test_four_of_five_positive_leads_give_the_sign_test_p_and_counts_by_hand() -> None:
-    page = L.render_lead(lead_data(four_of_five()), "fsd_lead.json")
+    page = LR.render_lead(lead_data(four_of_five()), "fsd_lead.json")
     summary = section(page, "## Summary against the paper")
     # grokked a-e (f did not grok); with a lead 5; mean (1000+2000+500+4000-300)/5 = 1440; positive 4 of the 5
     # grokked; p over 5 non-zero leads; inside 500-3000: 1000, 2000, 500. Final keys: before in a (4000 < 4500),
@@ -123,7 +125,7 @@ def test_four_of_five_positive_leads_give_the_sign_test_p_and_counts_by_hand() -
 
 @pytest.mark.unit
 def test_each_excluded_baseline_lands_in_its_own_column() -> None:
-    page = L.render_lead(lead_data(four_of_five()), "fsd_lead.json")
+    page = LR.render_lead(lead_data(four_of_five()), "fsd_lead.json")
     runs = section(page, "## Runs")
     assert column(runs, "c", "t_excluded (final keys)") == "2600"
     assert column(runs, "c", "t_excluded (online keys)") == "2400"
@@ -136,7 +138,7 @@ def test_each_excluded_baseline_lands_in_its_own_column() -> None:
 @pytest.mark.unit
 def test_nine_positive_leads_inside_the_range_reproduce_the_paper() -> None:
     runs = [lead_run(f"r{i}", 4000 + 100 * i, 2500 + 100 * i, 3000 + 100 * i) for i in range(9)]  # leads 1500
-    page = L.render_lead(lead_data(runs, n_planned=9), "fsd_lead.json")
+    page = LR.render_lead(lead_data(runs, n_planned=9), "fsd_lead.json")
     claims = default_claims(page)
     p = 2 / 2 ** 9  # two-sided, 9 of 9 positive
     assert set(claims) == {"Reproduces", "Does not reproduce"} and claims["Does not reproduce"].strip() == "nothing."
@@ -148,23 +150,23 @@ def test_nine_positive_leads_inside_the_range_reproduce_the_paper() -> None:
 
 @pytest.mark.unit
 def test_a_run_that_did_not_grok_gets_no_verdict() -> None:
-    assert L.before(3000, 5000, grokked=False) is None
-    assert L.before(3000, 5000, grokked=True) is True
-    assert L.before(5000, 5000, grokked=True) is False  # the same step is not before
-    assert L.before(None, 5000, grokked=True) is None
+    assert LC.before(3000, 5000, grokked=False) is None
+    assert LC.before(3000, 5000, grokked=True) is True
+    assert LC.before(5000, 5000, grokked=True) is False  # the same step is not before
+    assert LC.before(None, 5000, grokked=True) is None
 
 
 @pytest.mark.unit
 def test_a_partial_grid_says_every_verdict_is_interim() -> None:
     runs = [lead_run(f"r{i}", 4000 + 100 * i, 2500 + 100 * i, 3000 + 100 * i) for i in range(9)]
-    page = L.render_lead(lead_data(runs, n_planned=15), "fsd_lead.json")
+    page = LR.render_lead(lead_data(runs, n_planned=15), "fsd_lead.json")
     assert "\n## What reproduces and what does not (interim: 9 of 15 runs done)\n" in page
     assert "\n## Summary against the paper (interim: 9 of 15 runs done)\n" in page
     verdicts = section(page, "## What reproduces and what does not")
     assert "**Interim, not final: 6 of the 15 planned runs are not done.**" in verdicts
     assert set(default_claims(page)) == {"Reproduces so far", "Does not reproduce so far"}
     assert "- Reproduces:" not in verdicts and "- Does not reproduce:" not in verdicts  # nothing reads as final
-    full = L.render_lead(lead_data(runs, n_planned=9), "fsd_lead.json")
+    full = LR.render_lead(lead_data(runs, n_planned=9), "fsd_lead.json")
     assert "interim" not in full.lower() and "so far" not in section(full, "## What reproduces and what does not")
 
 
@@ -174,7 +176,7 @@ def test_every_grokked_run_claims_count_runs_without_a_lead_or_verdict_as_not_ho
     # before t_grok but whose t_excluded is unknown. 4 of 4 non-zero leads are not "every run".
     runs = [lead_run(f"r{i}", 4000, 3000, 3500) for i in range(4)]
     runs += [lead_run("no-fsd", 4000, None, 3500), lead_run("no-excluded", 4000, 4000, None)]
-    page = L.render_lead(lead_data(runs), "fsd_lead.json")
+    page = LR.render_lead(lead_data(runs), "fsd_lead.json")
     claims = default_claims(page)
     no = claims["Does not reproduce so far"]
     assert "the lead is positive in every grokked run (ours 4 of 6 grokked runs: 1 has no t_fsd, 1 has lead 0;" in no
@@ -191,7 +193,7 @@ def test_every_grokked_run_claims_count_runs_without_a_lead_or_verdict_as_not_ho
 
 @pytest.mark.unit
 def test_the_paper_row_does_not_claim_a_final_keys_baseline() -> None:
-    page = L.render_lead(lead_data(four_of_five()), "fsd_lead.json")
+    page = LR.render_lead(lead_data(four_of_five()), "fsd_lead.json")
     summary = section(page, "## Summary against the paper")
     final = next(h for h in headings(summary) if "final keys" in h)
     assert "ours: final keys" in final  # the column names whose baseline it is
@@ -203,7 +205,7 @@ def test_the_paper_row_does_not_claim_a_final_keys_baseline() -> None:
 def test_the_page_says_which_statuses_count_as_done_and_shows_a_stopped_runs_status() -> None:
     runs = [lead_run("a", 5000, 4000, 4500), lead_run("dv", None, 3000, 5000, status="diverged"),
             {**lead_run("s", None, None, None, done=False, status="stopped"), "last_step": 1500}]
-    page = L.render_lead(lead_data(runs), "fsd_lead.json")
+    page = LR.render_lead(lead_data(runs), "fsd_lead.json")
     assert "A run is done when its status is completed or diverged" in page
     assert "A stopped run may be resumed by the sweep, so it is not done" in page
     assert "Not done: s (stopped, last step 1500)." in page and "older rule" not in page
@@ -211,7 +213,7 @@ def test_the_page_says_which_statuses_count_as_done_and_shows_a_stopped_runs_sta
     assert cells(section(page, "## top-5 overlap (the default)"), "dv")[-2:] == ["-", "-"]  # did not grok
     # A JSON collected when only "completed" counted: its diverged run is not tabulated, and the page says so.
     old = [lead_run("a", 5000, 4000, 4500), lead_run("dv", None, None, None, done=False, status="diverged")]
-    page = L.render_lead(lead_data(old), "fsd_lead.json")
+    page = LR.render_lead(lead_data(old), "fsd_lead.json")
     assert "collected under an older rule: dv (diverged) ended but are not tabulated" in page
 
 
@@ -222,7 +224,7 @@ def test_the_reason_t_excluded_is_missing_comes_from_the_excluded_offline_record
     new = {**lead_run("a", 5000, 4000, None), "excluded_offline": record}
     del new["excluded_missing"]
     old = {**lead_run("b", 5000, 4000, None), "excluded_missing": "cannot recompute from the checkpoints (x)"}
-    page = L.render_lead(lead_data([new, old]), "fsd_lead.json")
+    page = LR.render_lead(lead_data([new, old]), "fsd_lead.json")
     runs = section(page, "## Runs")
     assert column(runs, "a", "t_excluded (final keys)") == "n/a" == column(runs, "b", "t_excluded (final keys)")
     assert "- a: t_excluded not computed: no checkpoints in the run directory." in runs
@@ -302,14 +304,14 @@ def planted(monkeypatch: pytest.MonkeyPatch) -> OfflineExcluded:
 
     monkeypatch.setattr("grokmon.offline.offline_excluded", offline)
     by_step = {r["step"]: (r["fsd"], r["fsd_p"]) for r in planted_rows()}
-    monkeypatch.setattr(L, "fsd_series", lambda *a, **k: dict(by_step))
+    monkeypatch.setattr(LC, "fsd_series", lambda *a, **k: dict(by_step))
     return fake
 
 
 @pytest.mark.unit
 def test_collect_puts_each_excluded_baseline_in_its_own_verdict(tiny: Config, tmp_path: Path,
                                                                  planted: OfflineExcluded) -> None:
-    line = L.collect_lead_run(planted_run(tmp_path, tiny, "completed", planted_rows()), "r", 0)
+    line = LC.collect_lead_run(planted_run(tmp_path, tiny, "completed", planted_rows()), "r", 0)
     assert line["done"] and (line["t_grok"], line["t_excluded"], line["t_excluded_online"]) == (
         T_GROK, 1500, T_EXCLUDED_ONLINE)
     assert line["excluded_offline"] == planted.record() and line["key_freqs"] == [3, 7]  # offline's record, as is
@@ -324,12 +326,12 @@ def test_collect_puts_each_excluded_baseline_in_its_own_verdict(tiny: Config, tm
 def test_a_diverged_run_is_done_and_a_stopped_one_is_not(tiny: Config, tmp_path: Path,
                                                          planted: OfflineExcluded) -> None:
     never = [{**r, "val_acc": 0.1} for r in planted_rows()]  # diverged before grokking
-    line = L.collect_lead_run(planted_run(tmp_path, tiny, "diverged", never), "dv", 0)
+    line = LC.collect_lead_run(planted_run(tmp_path, tiny, "diverged", never), "dv", 0)
     assert line["done"] and line["status"] == "diverged" and line["t_grok"] is None
     assert line["t_excluded"] == 1500 and all(
         c["fsd_before_excluded"] is None and c["fsd_before_excluded_online"] is None
         for c in line["by_statistic"].values())  # did not grok: no verdict
-    stopped = L.collect_lead_run(planted_run(tmp_path, tiny, "stopped", planted_rows()), "s", 0)
+    stopped = LC.collect_lead_run(planted_run(tmp_path, tiny, "stopped", planted_rows()), "s", 0)
     assert not stopped["done"] and stopped["status"] == "stopped" and stopped["last_step"] == STEPS[-1]
     assert "by_statistic" not in stopped  # may be resumed: its events are provisional, not tabulated
 
@@ -342,7 +344,7 @@ def test_a_diverged_run_is_done_and_a_stopped_one_is_not(tiny: Config, tmp_path:
 def test_collect_lead_recomputes_the_logged_fsd_of_a_real_run(tiny: Config, tmp_path: Path) -> None:
     cfg = tiny.replace("metrics", metrics_every=1).replace("train", checkpoint_every=20, max_steps=100)
     RunSession.new(cfg, tmp_path / "run").run(handle_signals=False)
-    line = L.collect_lead_run(tmp_path / "run", "run", 0)
+    line = LC.collect_lead_run(tmp_path / "run", "run", 0)
     assert line["done"] and line["p"] == 23
     check = line["mu0_check"]
     # This commit logs FSD with the exact mu0 and the same null draws: the recomputation must agree exactly.

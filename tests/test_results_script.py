@@ -14,7 +14,8 @@ import pytest
 
 # scripts/ is not a package: `python scripts/results.py` finds results_pages beside it on sys.path; so does this.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from results_pages import forks as F  # noqa: E402
+from results_pages import forks_collect as FC  # noqa: E402
+from results_pages import forks_render as FR  # noqa: E402
 from results_pages import precision as P  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def collect_forks(tmp_path: Path, reports: dict[str, dict]) -> dict:
     src = tmp_path / "wd_fork.json"
     src.write_text(json.dumps(reports))
     args = argparse.Namespace(from_=[str(src)], commit=None, conditions="")
-    return F.collect_forks(args)
+    return FC.collect_forks(args)
 
 
 @pytest.mark.unit
@@ -68,7 +69,7 @@ def test_exact_inverse_law_gives_alpha_one_and_the_seed_average_by_hand(tmp_path
     assert fit["points"][0]["sd"] == pytest.approx(math.sqrt(2) * 3000)  # dts 6000 and 12000
     assert fit["C"] == pytest.approx(9000) and [d["factor"] for d in fit["dropped"]] == [3.0]
     assert data["forks"][0]["fits"]["stable"] is None and data["stability"]["not_applied_to"]
-    page = F.render_forks(data, "wd_fork_fits.json")
+    page = FR.render_forks(data, "wd_fork_fits.json")
     assert "**Stability not judged.**" in page
     verdicts = section(page, "## What reproduces and what does not")
     assert "p = 53, seed-averaged: consistent with alpha = 1 (ours alpha 1.00; the 95 % CI [1.00, 1.00] holds 1" \
@@ -85,7 +86,7 @@ def test_a_steeper_law_is_reported_as_not_one_over_lambda(tmp_path: Path) -> Non
     data = collect_forks(tmp_path, {"a": fork(131, 0, 2000, "offline t_fsd", dts, lam0)})
     pw = data["forks"][0]["fits"]["all_grokked"]["power"]
     assert pw["alpha"] == pytest.approx(2.0, abs=0.05) and pw["alpha_ci95"][0] > 1.5
-    verdicts = section(F.render_forks(data, "wd_fork_fits.json"), "## What reproduces and what does not")
+    verdicts = section(FR.render_forks(data, "wd_fork_fits.json"), "## What reproduces and what does not")
     assert "a: consistent with alpha = 1 (ours alpha 2.00; the 95 % CI [" \
         in verdicts.split("Does not reproduce")[1].split("- Cannot")[0]
     assert "seed-averaged fits for p = 53, 97, 131" in verdicts  # one seed: the paper's fit cannot be made
@@ -102,14 +103,14 @@ def test_a_fork_judged_by_the_current_rule_supersedes_the_old_one_of_the_same_ru
     (tmp_path / "fork").mkdir()
     (tmp_path / "fork" / "fork.json").write_text(json.dumps(new))
     (tmp_path / "old.json").write_text(json.dumps({"p53-s0-at1000": fork(53, 0, 1000, "offline t_fsd", dts)}))
-    data = F.collect_forks(argparse.Namespace(from_=[str(tmp_path / "old.json"), str(tmp_path / "fork")],
+    data = FC.collect_forks(argparse.Namespace(from_=[str(tmp_path / "old.json"), str(tmp_path / "fork")],
                                               commit=None, conditions=""))
     roles = {f["name"]: (f["role"], f["role_of"]) for f in data["forks"]}
     assert roles == {"p53-s0-at1000": ("superseded", "p53-s0-at1000-2"), "p53-s0-at1000-2": ("result", None)}
     judged = data["forks"][0]
     assert judged["fits"]["stable"]["n"] == 3 and judged["fits"]["all_grokked"]["n"] == 4
     assert data["stability"]["not_applied_to"] == []
-    page = F.render_forks(data, "wd_fork_fits.json")
+    page = FR.render_forks(data, "wd_fork_fits.json")
     assert "**Stability not judged.**" not in page and "## Fits over the stable branches" in page
     assert "## Earlier forks of the same runs (superseded, not scored)" in page
     assert "no (train acc below 0.99 for 300 steps before t_grok) | after 1000 to 2000 |" in page
@@ -171,7 +172,7 @@ def test_an_exponent_interval_that_holds_zero_is_not_judged() -> None:
     def power(lo: float, hi: float) -> dict:
         return {"alpha": (lo + hi) / 2, "alpha_ci95": [lo, hi]}
 
-    assert F.alpha_claim("x", power(0.5, 1.5))[1] is True
-    assert F.alpha_claim("x", power(1.1, 1.3))[1] is False
-    text, verdict = F.alpha_claim("x", power(-4.75, 6.28))
+    assert FR.alpha_claim("x", power(0.5, 1.5))[1] is True
+    assert FR.alpha_claim("x", power(1.1, 1.3))[1] is False
+    text, verdict = FR.alpha_claim("x", power(-4.75, 6.28))
     assert verdict is None and "alpha = 0" in text
