@@ -10,7 +10,7 @@ import pytest
 
 from grokmon.errors import ConfigError
 from grokmon.experiments.fork import (
-    analyse_branch, analyse_fork, fit_lines, parse_wd_list, resolve_fork_step, seed_averaged_fits,
+    analyse_branch, analyse_fork, exclusion_reason, fit_lines, parse_wd_list, resolve_fork_step, seed_averaged_fits,
 )
 from grokmon.metrics.forkfit import (
     branch_stability, coefficient_of_variation, fit_intercept, fit_inverse, fit_power, law_fits, pre_fork_level,
@@ -387,3 +387,10 @@ def test_wd_list_parsing() -> None:
     for bad in ("1,x", "1,-2", "0", "1,1", "nan"):
         with pytest.raises(ConfigError, match="--wd"):
             parse_wd_list(bad)
+
+
+def test_a_branch_that_never_trained_is_left_out_as_not_started_not_as_failing_to_grok() -> None:
+    waiting = {"dt": None, "status": "not-started", "last_step": None, "weight_decay": 2.0, "stable": None}
+    assert exclusion_reason(waiting, "all_grokked") == "no evaluation yet (not-started)"
+    cut = {**waiting, "status": "interrupted", "last_step": 4300}
+    assert exclusion_reason(cut, "all_grokked") == "did not grok by step 4300 (interrupted)"

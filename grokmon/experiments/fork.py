@@ -193,6 +193,8 @@ def exclusion_reason(branch: dict[str, Any], subset: str) -> str | None:
         raise ValueError(f"expected one of {SUBSETS}, got {subset!r}")
     if branch["dt"] is None:
         status = branch.get("status", "completed")
+        if branch.get("last_step") is None:  # never trained (not started yet, or nothing written)
+            return f"no evaluation yet ({status})"
         return f"did not grok by step {branch.get('last_step')}" + ("" if status == "completed" else f" ({status})")
     if not branch["weight_decay"] > 0:
         return "weight decay 0 has no 1/lambda"
