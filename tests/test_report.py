@@ -15,11 +15,19 @@ def _rows(val_acc: float, train_acc: float = 1.0, fsd: float | None = 0.2) -> li
              "fsd_p": 0.5 if fsd is not None else None} for s in range(0, 1000, 50)]
 
 
+def test_a_best_just_short_of_a_threshold_does_not_read_as_reaching_it() -> None:
+    rows = _rows(0.9899)  # grokked at 0.95, never 0.99: rounding would print 0.99
+    ev = run_events(rows)
+    assert ev["t_grok"] == 0 and ev["t_grok_99"] is None
+    assert why_missing("t_grok_99", rows, ev, running=False) == "not reached (best val_acc 0.98)"
+
+
 def test_missing_events_say_why_while_running_and_after() -> None:
     rows = _rows(0.12)
     ev = run_events(rows)
     assert why_missing("t_grok", rows, ev, running=True) == "not yet (best val_acc 0.12)"
     assert why_missing("t_grok", rows, ev, running=False) == "did not grok (best val_acc 0.12)"
+    assert why_missing("t_grok_99", rows, ev, running=False) == "not reached (best val_acc 0.12)"
     assert why_missing("t_fsd", rows, ev, running=True).startswith("no ceiling yet")
     assert why_missing("lead", rows, ev, running=False) == "none: no t_grok and no FSD ceiling"
     assert why_missing("t_fsd", rows, ev, running=False, metrics_on=False) == "Fourier metrics off"

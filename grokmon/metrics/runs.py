@@ -7,6 +7,7 @@ loss with the final checkpoint's key frequencies comes in from grokmon.offline, 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from grokmon.metrics.grokking import (
@@ -124,10 +125,11 @@ def why_missing(key: str, rows: Sequence[Row], events: Mapping[str, Any], *, run
     if events.get(key) is not None:
         return ""
     accs = [r["val_acc"] for r in rows if _num(r.get("val_acc"))]
-    best = f"best val_acc {max(accs):.2f}" if accs else "no evaluation yet"
-    grok_keys = ("t_grok_50", "t_grok", "t_grok_99")
-    if key in grok_keys:
-        return f"not yet ({best})" if running else f"did not grok ({best})"
+    # Truncated, not rounded: a best of 0.989 must not read as the 0.99 it fell short of.
+    best = f"best val_acc {math.floor(max(accs) * 100 + 1e-9) / 100:.2f}" if accs else "no evaluation yet"
+    if key in ("t_grok_50", "t_grok", "t_grok_99"):
+        ended = "did not grok" if key == "t_grok" else "not reached"
+        return f"not yet ({best})" if running else f"{ended} ({best})"
     if not metrics_on or not any(_num(r.get("fsd")) for r in rows):
         return "Fourier metrics off" if not metrics_on else "no FSD measured yet"
     memorised = any(_num(r.get("train_acc")) and r["train_acc"] >= MEMORISED for r in rows)
