@@ -70,7 +70,8 @@ def test_a_fork_supersedes_an_older_one_only_at_the_same_step_and_lambda0() -> N
                {"name": "given", **report(1, 400, INVERSE, judged=False, rule="given step")},
                {"name": "new", **report(1, 1000, INVERSE)}, {"name": "new2", **report(1, 1200, INVERSE)}]
     roles = FC.fork_roles(reports)
-    assert roles.pop("given")[0] == "variant"  # a re-fork at a given step stays a variant
+    # a re-fork at a given step stays a variant, of the fork that replaced the one it was first made beside
+    assert roles.pop("given") == ("variant", "new")
     assert roles == {"old": ("superseded", "new"),  # the same run forked again at the same point
                      "old-lam": ("result", None), "old-step": ("result", None),  # not replaced by new or new2
                      "new": ("result", None), "new2": ("result", None)}
@@ -165,3 +166,14 @@ def test_branch_tables_show_the_loss_ratio_and_what_the_rule_could_not_judge(tmp
     page = FR.render_forks(data, "wd_fork_fits.json")
     assert "| yes | after 2500 to 4900 | 0.837 | - | - |" in page
     assert "not in wd_fork_fits.json (collected before they were carried from fork.json)" in page
+
+
+def test_forks_closer_to_grokking_than_the_papers_shortest_lead_are_named(tmp_path: Path) -> None:
+    # parent t_grok 9000: forks 100, 300 and 2000 steps before it; the paper's lead range starts at 500
+    data = collect(tmp_path, {"a": report(0, 8900, INVERSE), "b": report(1, 8700, INVERSE),
+                              "c": report(2, 7000, INVERSE)})
+    (note,) = [line for line in verdicts(data)["notes"].splitlines() if line.startswith("- Steps from the fork")]
+    assert "a 100, b 300, c 2000" in note
+    assert "; a and b fork closer to grokking than that" in note and "c fork" not in note
+    data = collect(tmp_path, {"c": report(2, 7000, INVERSE)})
+    assert "closer to grokking" not in verdicts(data)["notes"]

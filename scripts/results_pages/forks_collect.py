@@ -12,11 +12,14 @@ from grokmon.experiments.fork import LAMBDA_UNIT, fit_section, seed_averaged_fit
 from grokmon.rundir.readers import read_json
 
 from .common import RESULTS, provenance, spread
+from .lead_collect import LEAD_RANGE
 
 R2_RANGE = (0.89, 0.99)  # the paper's R^2 range on seed-averaged dt
 
 # SPEC section 6 (Sivasankar 2026).
-PAPER_FORK = {"r2_range": list(R2_RANGE), "r2_on": "seed-averaged dt", "primes": [53, 97, 131], "alpha": 1.0}
+# lead_range: how far before grokking the paper's fork point, FSD saturation, lies (its FSD lead, in steps)
+PAPER_FORK = {"r2_range": list(R2_RANGE), "r2_on": "seed-averaged dt", "primes": [53, 97, 131], "alpha": 1.0,
+              "lead_range": list(LEAD_RANGE)}
 
 
 
@@ -67,6 +70,9 @@ def fork_roles(reports: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str | 
             out[r["name"]] = ("variant", ruled[0]["name"])
         else:
             out[r["name"]] = ("result", None)
+    for name, (role, of) in out.items():  # a variant of a superseded fork is a variant of what replaced it
+        if role == "variant" and out[of][0] == "superseded":
+            out[name] = ("variant", out[of][1])
     return out
 
 

@@ -260,6 +260,7 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
                     f"paper's {lo}-{hi} is for seed-averaged dt): "
                     f"{', '.join(f['name'] + ' ' + fmt_cell(f['fits']['all_grokked']['r2'], '.3f') for f in results)}.")
         note.append(interval_note(results))
+        note += gap_note(results, data["paper"].get("lead_range"))
     cvs = [f["fits"]["all_grokked"]["mem_norm_cv"] for f in results]
     cvs = [c for c in cvs if c is not None]
     if cvs:
@@ -275,6 +276,26 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
                     f"seeing the p = 53 seed-1 rerun's interval; before it, of such lines above, "
                     f"{' and '.join(b for b in before if b)}.")
     return verdict_paragraph(claims) + note
+
+
+def gap_note(results: Sequence[dict[str, Any]], lead_range: Sequence[int] | None) -> list[str]:
+    """How far before its parent's t_grok each result fork lies: the time the law has to act on."""
+    gaps = [(f["name"], f["parent"]["t_grok"] - f["fork_step"]) for f in results
+            if f["parent"].get("t_grok") is not None]
+    if not gaps:
+        return []
+    line = (f"- Steps from the fork to the parent's t_grok (what dt would be at lambda0 had the fork changed "
+            f"nothing): {', '.join(f'{n} {g}' for n, g in gaps)}.")
+    if lead_range:
+        short = [n for n, g in gaps if g < lead_range[0]]
+        line += (f" The paper forks at FSD saturation, which its FSD lead puts {lead_range[0]}-{lead_range[1]} "
+                 "steps before grokking")
+        names = " and ".join(filter(None, [", ".join(short[:-1]), short[-1]])) if short else ""
+        line += (f"; {names} fork{'s' if len(short) == 1 else ''} closer to grokking than that, so "
+                 "their dt at lambda0 and above is a few hundred steps at most, a few evaluations, and says little "
+                 "about how dt scales with lambda (a note, not a rule: the verdicts above count these forks like "
+                 "the others)." if short else ".")
+    return [line]
 
 
 def interval_note(results: Sequence[dict[str, Any]]) -> str:
