@@ -177,3 +177,14 @@ def test_forks_closer_to_grokking_than_the_papers_shortest_lead_are_named(tmp_pa
     assert "; a and b fork closer to grokking than that" in note and "c fork" not in note
     data = collect(tmp_path, {"c": report(2, 7000, INVERSE)})
     assert "closer to grokking" not in verdicts(data)["notes"]
+    data = collect(tmp_path, {"a": report(0, 8900, {0.5: 200, 1.0: 100, 2.0: 60}),
+                              "c": report(2, 7000, {0.5: 4000, 1.0: 2000, 2.0: 1000})})
+    assert ("In the p = 53 seed average, a gives dt of at most 200 steps against up to 4000 for c, so the mean "
+            "dt, and its fit, mostly follow c.") in verdicts(data)["notes"]
+
+
+def test_an_interval_bound_near_one_prints_enough_digits_to_show_it_excludes_one() -> None:
+    assert FR.ci_text((1.0022, 1.15)) == "[1.002, 1.15]"
+    assert FR.ci_text((0.5, 1.0)) == "[0.50, 1.00]"  # a bound at 1 exactly stays 1.00
+    claim, verdict = FR.alpha_claim("x", {"alpha": 1.08, "alpha_ci95": [1.0022, 1.15]})
+    assert verdict is False and "[1.002, 1.15] does not hold 1" in claim

@@ -21,10 +21,21 @@ def fit_cells(fit: dict[str, Any] | None) -> list[str]:
         return ["-"] * 6
     pw, ic = fit["power"], fit["intercept"]
     alpha = "-" if pw is None else f"{pw['alpha']:.2f}" + (
-        f" [{pw['alpha_ci95'][0]:.2f}, {pw['alpha_ci95'][1]:.2f}]" if pw["alpha_ci95"] else " (no CI: 2 points)")
+        f" {ci_text(pw['alpha_ci95'])}" if pw["alpha_ci95"] else " (no CI: 2 points)")
     inter = "-" if ic is None else f"a = {ic['a']:.0f}, C = {ic['C']:.0f}, R^2 {fmt_cell(ic['r2'], '.3f')}"
     return [f"{fit['C']:.0f}", fmt_cell(fit["r2"], ".3f"), fmt_cell(falls(fit)), alpha, inter,
             fmt_cell(fit.get("mem_norm_cv"), ".3f")]
+
+
+def ci_text(ci: Sequence[float]) -> str:
+    """An interval for alpha, to 2 decimals, and more where a bound near 1 would otherwise print as the 1.00
+    that it excludes (1.002 is not 1)."""
+    def bound(b: float) -> str:
+        digits = 2
+        while digits < 6 and abs(b - 1.0) > 1e-9 and float(f"{b:.{digits}f}") == 1.0:
+            digits += 1
+        return f"{b:.{digits}f}"
+    return f"[{bound(ci[0])}, {bound(ci[1])}]"
 
 
 def falls(fit: dict[str, Any]) -> bool | None:
@@ -260,7 +271,7 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
                     f"paper's {lo}-{hi} is for seed-averaged dt): "
                     f"{', '.join(f['name'] + ' ' + fmt_cell(f['fits']['all_grokked']['r2'], '.3f') for f in results)}.")
         note.append(interval_note(results))
-        note += gap_note(results, data["paper"].get("lead_range"))
+        note += gap_note(results, data["paper"].get("lead_range"), data["seed_averaged"])
     cvs = [f["fits"]["all_grokked"]["mem_norm_cv"] for f in results]
     cvs = [c for c in cvs if c is not None]
     if cvs:
@@ -278,8 +289,10 @@ def fork_verdicts(data: dict[str, Any]) -> list[str]:
     return verdict_paragraph(claims) + note
 
 
-def gap_note(results: Sequence[dict[str, Any]], lead_range: Sequence[int] | None) -> list[str]:
-    """How far before its parent's t_grok each result fork lies: the time the law has to act on."""
+def gap_note(results: Sequence[dict[str, Any]], lead_range: Sequence[int] | None,
+             groups: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """How far before its parent's t_grok each result fork lies: the time the law has to act on; and, for a
+    seed average that mixes such short forks with others, whose dt the average follows."""
     gaps = [(f["name"], f["parent"]["t_grok"] - f["fork_step"]) for f in results
             if f["parent"].get("t_grok") is not None]
     if not gaps:
@@ -295,6 +308,15 @@ def gap_note(results: Sequence[dict[str, Any]], lead_range: Sequence[int] | None
                  "their dt at lambda0 and above is a few hundred steps at most, a few evaluations, and says little "
                  "about how dt scales with lambda (a note, not a rule: the verdicts above count these forks like "
                  "the others)." if short else ".")
+        longest = {f["name"]: max((b["dt"] for b in f["branches"] if b["dt"] is not None), default=0)
+                   for f in results}
+        for g in groups:
+            near = [n for n in g["forks"] if n in short]
+            far = [n for n in g["forks"] if n not in short and n in longest]
+            if "fits" in g and near and far:
+                line += (f" In the p = {g['p']} seed average, {' and '.join(near)} give{'s' if len(near) == 1 else ''} dt of at most "
+                         f"{max(longest[n] for n in near)} steps against up to {max(longest[n] for n in far)} for "
+                         f"{' and '.join(far)}, so the mean dt, and its fit, mostly follow {' and '.join(far)}.")
     return [line]
 
 
@@ -342,7 +364,7 @@ def alpha_claim(name: str, pw: dict[str, Any] | None) -> tuple[str, bool | None]
     if pw is None or pw["alpha_ci95"] is None:
         return (f"{head} (no interval: too few points)", None)
     lo, hi = pw["alpha_ci95"]
-    ours = f"ours alpha {pw['alpha']:.2f}; the 95 % CI [{lo:.2f}, {hi:.2f}]"
+    ours = f"ours alpha {pw['alpha']:.2f}; the 95 % CI {ci_text((lo, hi))}"
     inside = lo - 1e-9 <= 1.0 <= hi + 1e-9  # exact data give a zero-width interval at 1 up to rounding
     if lo <= 0.0:  # added after seeing the p = 53 seed-1 rerun's [-6.72, 7.82]: such an interval says nothing
         return ((f"{head} ({ours} {ZERO_TOO}, no dependence on lambda, so it cannot tell the two apart)" if inside
