@@ -299,25 +299,30 @@ def gap_note(results: Sequence[dict[str, Any]], lead_range: Sequence[int] | None
         return []
     line = (f"- Steps from the fork to the parent's t_grok (what dt would be at lambda0 had the fork changed "
             f"nothing): {', '.join(f'{n} {g}' for n, g in gaps)}.")
-    if lead_range:
-        short = [n for n, g in gaps if g < lead_range[0]]
-        line += (f" The paper forks at FSD saturation, which its FSD lead puts {lead_range[0]}-{lead_range[1]} "
-                 "steps before grokking")
-        names = " and ".join(filter(None, [", ".join(short[:-1]), short[-1]])) if short else ""
-        line += (f"; {names} fork{'s' if len(short) == 1 else ''} closer to grokking than that, so "
-                 "their dt at lambda0 and above is a few hundred steps at most, a few evaluations, and says little "
-                 "about how dt scales with lambda (a note, not a rule: the verdicts above count these forks like "
-                 "the others)." if short else ".")
-        longest = {f["name"]: max((b["dt"] for b in f["branches"] if b["dt"] is not None), default=0)
-                   for f in results}
-        for g in groups:
-            near = [n for n in g["forks"] if n in short]
-            far = [n for n in g["forks"] if n not in short and n in longest]
-            if "fits" in g and near and far:
-                line += (f" In the p = {g['p']} seed average, {' and '.join(near)} give{'s' if len(near) == 1 else ''} dt of at most "
-                         f"{max(longest[n] for n in near)} steps against up to {max(longest[n] for n in far)} for "
-                         f"{' and '.join(far)}, so the mean dt, and its fit, mostly follow {' and '.join(far)}.")
+    if not lead_range:
+        return [line]
+    short = [n for n, g in gaps if g < lead_range[0]]
+    line += (f" The paper forks at FSD saturation, which its FSD lead puts {lead_range[0]}-{lead_range[1]} steps "
+             "before grokking")
+    if not short:
+        return [line + "."]
+    line += (f"; {listed(short)} fork{'s' if len(short) == 1 else ''} closer to grokking than that, so their dt "
+             "at lambda0 and above is a few hundred steps at most, a few evaluations, and says little about how dt "
+             "scales with lambda (a note, not a rule: the verdicts above count these forks like the others).")
+    longest = {f["name"]: max((b["dt"] for b in f["branches"] if b["dt"] is not None), default=0) for f in results}
+    for g in groups:
+        near = [n for n in g["forks"] if n in short]
+        far = [n for n in g["forks"] if n not in short and n in longest]
+        if "fits" in g and near and far:
+            line += (f" In the p = {g['p']} seed average, {listed(near)} give{'s' if len(near) == 1 else ''} dt of "
+                     f"at most {max(longest[n] for n in near)} steps against up to {max(longest[n] for n in far)} "
+                     f"for {listed(far)}, so the mean dt, and its fit, mostly follow {listed(far)}.")
     return [line]
+
+
+def listed(names: Sequence[str]) -> str:
+    """a; a and b; a, b and c."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
 def interval_note(results: Sequence[dict[str, Any]]) -> str:
