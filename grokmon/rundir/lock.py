@@ -160,9 +160,12 @@ def run_status(run_dir: Path, summary: dict[str, Any] | None) -> str:
     """One word for a run: its summary's status when it ended; "running" while a writer owns it; "crashed"
     when the writer is gone without a summary (killed, crashed, machine down); "unknown" without a summary
     or an owner.json (NO_OWNER)."""
+    return run_state(run_dir, summary)[0]
+
+
+def run_state(run_dir: Path, summary: dict[str, Any] | None) -> tuple[str, str]:
+    """(run_status, liveness) of a run, from one read of its owner.json."""
     state = liveness(run_dir, summary["status"] if summary is not None else None)
-    if state == "live":
-        return "running"
-    if state == "unknown":
-        return "unknown"
-    return summary["status"] if summary is not None else "crashed"
+    if state in ("live", "unknown"):
+        return ("running" if state == "live" else "unknown"), state
+    return (summary["status"] if summary is not None else "crashed"), state

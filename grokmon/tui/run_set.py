@@ -19,7 +19,7 @@ from grokmon.tui.state import note_request
 from grokmon.metrics.grokking import GrokClock, lead, t_grok_of
 from grokmon.metrics.runs import run_events
 from grokmon.rundir import layout
-from grokmon.rundir.lock import run_status
+from grokmon.rundir.lock import run_state
 from grokmon.rundir.readers import JsonlFollower, read_json, read_summary
 from grokmon.rundir.records import RUN_EVENT_KEYS, valid_event, valid_row
 
@@ -247,10 +247,7 @@ class RunTrack:
     def refresh_status(self) -> bool:
         """Read summary.json and owner.json now: status and liveness. True when either changed."""
         summary = read_summary(self.path)
-        status = run_status(self.path, summary)
-        # run_status reads owner.json once; liveness follows from it the same way rundir.lock.liveness does.
-        state = ("live" if status == "running" else "finished" if summary is not None
-                 else "unknown" if status == "unknown" else "dead")
+        status, state = run_state(self.path, summary)
         changed = (status, state) != (self.status, self.liveness) or summary != self.summary
         if changed:
             self.summary, self.status, self.liveness = summary, status, state
